@@ -1,0 +1,60 @@
+// augflow: dispatch to the subcommands and map errors to exit codes.
+//   0 success, 1 a runtime failure (unreadable data, I/O), 2 a usage or spec error.
+#include <exception>
+#include <iostream>
+
+#include <opencv2/core.hpp>
+
+#include "apps/commands.hpp"
+#include "augment/spec.hpp"
+#include "common/error.hpp"
+
+namespace augflow::apps {
+
+void single_threaded_opencv() { cv::setNumThreads(0); }
+
+const std::string& aug_spec_help() {
+  static const std::string text =
+      "Augmentation spec: steps joined by '|', e.g.\n"
+      "  'hflip | scale_crop(256,480,224) | jitter(brightness=0.4,contrast=0.4) | normalize(imagenet)'\n"
+      "Arguments are positional (in the order below) or named; ranges are lo:hi; lists [a,b].\n"
+      "Steps:\n" + augment::spec_help();
+  return text;
+}
+
+}  // namespace augflow::apps
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "augflow: image augmentation and training pipeline for CPU machines.\n"
+      "Subcommands: preview (see what training sees), bench (measure speed)."};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "augflow 0.1.0");
+  augflow::apps::add_preview_command(app);
+  augflow::apps::add_bench_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;
+  } catch (const augflow::SpecError& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  } catch (const augflow::ConfigError& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  } catch (const augflow::Error& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,81 @@
+// A parsed augmentation spec, ready to run on images.
+//
+//   Pipeline p = parse_pipeline("hflip | scale_crop(256,480,224) | normalize(imagenet)");
+//   AugmentedSample s = p.run(file_bytes, {seed, epoch, index}, /*channels=*/3);
+//   p.normalize().to_chw(s.image, batch_slot);
+//
+// Transform i of sample (seed, epoch, index) draws from Rng({seed, epoch, index}, i): results
+// are bit-identical whatever thread runs them and in whatever order.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+#include <opencv2/core.hpp>
+
+#include "augment/decode.hpp"
+#include "augment/normalize.hpp"
+#include "augment/transform.hpp"
+#include "augment/views.hpp"
+
+namespace augflow::augment {
+
+/// Every random choice made for one sample: replaying it gives the same bytes.
+struct SamplePlan {
+  ImageInfo input;
+  std::vector<Params> params;  ///< one per transform, in pipeline order
+  /// One line per transform: "hflip: flip=1", "scale_crop: L=301 source=...".
+  std::vector<std::string> describe(const class Pipeline& pipeline) const;
+};
+
+struct AugmentedSample {
+  cv::Mat image;       ///< 8-bit HWC, the pipeline's output size
+  SamplePlan plan;
+  cv::Rect decoded_region;  ///< what was decoded from the file (the whole image or a crop of it)
+  int scale_denom = 1;      ///< JPEG scaled-IDCT reduction used
+};
+
+class Pipeline {
+ public:
+  /// The identity pipeline (no transform, normalize "none").
+  Pipeline() = default;
+  Pipeline(std::vector<TransformPtr> transforms, Normalize normalize);
+  Pipeline(Pipeline&&) = default;
+  Pipeline& operator=(Pipeline&&) = default;
+
+  const std::vector<TransformPtr>& transforms() const { return transforms_; }
+  const Normalize& normalize() const { return normalize_; }
+
+  /// Canonical text: every parameter named, reads back to an equal pipeline.
+  std::string print() const;
+  /// {"version": 1, "steps": [{"name": "hflip", "p": 0.5}, ...]}
+  nlohmann::json to_json() const;
+
+  /// Draws every transform's parameters for one sample.
+  SamplePlan plan(const ImageInfo& in, SampleKey key) const;
+  /// The reference path: applies a plan to an already decoded image, transform by transform.
+  cv::Mat apply(const cv::Mat& image, const SamplePlan& plan) const;
+  /// The fast path: probes the header, samples the plan, decodes only the region the leading
+  /// crop keeps (at a reduced JPEG scale when that crop shrinks 2x or more), then applies.
+  /// Equal to decode + apply up to resampling differences.
+  AugmentedSample run(std::span<const std::uint8_t> bytes, SampleKey key, int channels,
+                      std::int64_t max_pixels = kDefaultMaxPixels) const;
+  /// Output size and channels for an input of `in` (every crop has a fixed output size).
+  ImageInfo output_info(const ImageInfo& in) const;
+
+ private:
+  std::vector<TransformPtr> transforms_;
+  Normalize normalize_;
+};
+
+/// A test-time view set plus its normalization.
+struct ViewPipeline {
+  Views views;
+  Normalize normalize;
+  std::string print() const;
+};
+
+}  // namespace augflow::augment
