@@ -90,11 +90,14 @@ void run_bench_augment(const BenchAugmentOptions& o) {
   }
   if (files.empty()) throw DataError(o.data, "no decodable images (" + std::to_string(skipped) + " skipped)");
   const std::size_t n = files.size();
-  const auto out = pipeline.output_info({decoded[0].cols, decoded[0].rows, o.channels});
-  const std::size_t floats = static_cast<std::size_t>(out.channels) * out.width * out.height;
-  // One output buffer per worker thread, as a batch slot would be.
-  tbb::enumerable_thread_specific<std::vector<float>> buffers([floats] { return std::vector<float>(floats); });
-  auto slot = [&](std::size_t) { return buffers.local().data(); };
+  // One output buffer per worker thread, as a batch slot would be. Sized per image: a spec
+  // without a crop keeps each image's own size.
+  tbb::enumerable_thread_specific<std::vector<float>> buffers;
+  auto slot = [&](const cv::Mat& image) {
+    auto& buffer = buffers.local();
+    buffer.resize(image.total() * image.channels());
+    return buffer.data();
+  };
 
   tbb::task_arena arena(o.threads);
   std::cout << "augflow bench augment: " << n << " images (" << skipped << " skipped) from " << o.data
@@ -108,12 +111,13 @@ void run_bench_augment(const BenchAugmentOptions& o) {
   const auto augment_rates = measure(arena, n, o.passes, [&](std::size_t i) {
     const auto& image = decoded[i];
     const auto plan = pipeline.plan({image.cols, image.rows, o.channels}, {o.seed, epoch, i});
-    pipeline.normalize().to_chw(pipeline.apply(image, plan), slot(i));
+    const cv::Mat out = pipeline.apply(image, plan);
+    pipeline.normalize().to_chw(out, slot(out));
   });
   const auto full_rates = measure(arena, n, o.passes, [&](std::size_t i) {
     const auto bytes = augment::read_file(files[i]);
     const auto sample = pipeline.run(bytes, {o.seed, epoch, i}, o.channels);
-    pipeline.normalize().to_chw(sample.image, slot(i));
+    pipeline.normalize().to_chw(sample.image, slot(sample.image));
   });
 
   nlohmann::json report = {
@@ -151,8 +155,7 @@ void run_bench_augment(const BenchAugmentOptions& o) {
       std::printf("\n");
     }
     const auto r = median(measure(single, n, o.passes, [&](std::size_t i) {
-      std::vector<float> chw(decoded[i].total() * o.channels);
-      pipeline.normalize().to_chw(decoded[i], chw.data());
+      pipeline.normalize().to_chw(decoded[i], slot(decoded[i]));
     }));
     rates["normalize"] = r;
     std::printf("  %-14s %9.1f images/s\n", "normalize", r);

@@ -87,6 +87,11 @@ std::vector<std::string> wrap(const std::vector<std::string>& lines, int width) 
       int baseline = 0;
       while (n > 1 && cv::getTextSize(rest.substr(0, n), cv::FONT_HERSHEY_SIMPLEX, 0.35, 1, &baseline).width > width - 4)
         --n;
+      // Prefer breaking at a space so numbers stay whole.
+      if (n < rest.size()) {
+        const auto space = rest.rfind(' ', n);
+        if (space != std::string::npos && space > 0) n = space + 1;
+      }
       out.push_back(rest.substr(0, n));
       rest.erase(0, n);
     }

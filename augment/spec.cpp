@@ -471,7 +471,15 @@ std::string spec_help() {
   std::string text;
   for (const auto& step : step_registry()) {
     text += "  " + signature(step) + "\n      " + step.help + "\n";
-    for (const auto& p : step.params) text += "      " + p.name + ": " + p.help + "\n";
+    for (const auto& p : step.params) {
+      text += "      " + p.name + ": " + p.help;
+      if (!p.choices.empty()) {
+        text += " (one of:";
+        for (const auto& c : p.choices) text += " " + c;
+        text += ")";
+      }
+      text += "\n";
+    }
   }
   return text;
 }

@@ -74,7 +74,7 @@ void add_view_steps(std::vector<StepInfo>& steps) {
   steps.push_back({"center", StepKind::view, "test-time view: resize the shorter side, take the centre crop",
                    {resize, size}, nullptr});
   steps.push_back({"tencrop", StepKind::view,
-                   "test-time views: 4 corners + centre, each also flipped (10 views, torchvision TenCrop order)",
+                   "test-time views: 4 corners + centre (top-left, top-right, bottom-left, bottom-right, centre), then the same five mirrored: 10 views",
                    {resize, size}, nullptr});
   steps.push_back({"multiscale", StepKind::view,
                    "test-time views: ten crops at each scale (ResNet: 224,256,384,480,640 -> 50 views)",

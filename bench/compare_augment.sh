@@ -5,7 +5,7 @@
 #   DATA defaults to <repo>/../shared/datasets/hymenoptera, spec to resnet.
 # Env:
 #   AUGFLOW  augflow binary (default <repo>/build/augflow, then <repo>/build-release/augflow)
-#   PASSES   timed passes for the torchvision side (default 5)
+#   PASSES   timed passes for both sides (default 5)
 #
 # Both sides use 2 threads/workers on the same folder. The last line of output
 # is "ratio: R" with R = augflow decode_augment_images_per_second /
@@ -92,7 +92,7 @@ echo
 
 echo "== augflow ($BIN)"
 echo "   spec: $AUG_SPEC"
-"$BIN" bench augment --data "$DATA" --aug "$AUG_SPEC" --threads "$THREADS" \
+"$BIN" bench augment --data "$DATA" --aug "$AUG_SPEC" --threads "$THREADS" --passes "$PASSES" \
     --json "$TMP/augflow.json"
 echo
 
