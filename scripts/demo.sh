@@ -7,7 +7,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
 scripts/deps.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DAUGFLOW_BUILD_TESTS=OFF >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)" --target augflow
 
 source=testcard
