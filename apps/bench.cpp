@@ -191,6 +191,7 @@ void add_bench_command(CLI::App& app) {
                   "decode_augment_images_per_second, images, skipped_files, per_transform");
   cmd->footer(aug_spec_help());
   cmd->callback([o] { run_bench_augment(*o); });
+  add_bench_loader_command(*bench);
 }
 
 }  // namespace augflow::apps

@@ -54,8 +54,34 @@ int reduction_for(const cv::Rect& source, cv::Size out) {
 
 AugmentedSample Pipeline::run(std::span<const std::uint8_t> bytes, SampleKey key, int channels,
                               std::int64_t max_pixels) const {
-  const ImageHeader header = probe_image(bytes);
+  DecodedSample decoded = decode(bytes, key, channels, max_pixels);
   AugmentedSample result;
+  result.image = augment(decoded);
+  result.plan = std::move(decoded.plan);
+  result.decoded_region = decoded.decoded_region;
+  result.scale_denom = decoded.scale_denom;
+  return result;
+}
+
+DecodedSample Pipeline::prepare(const cv::Mat& image, SampleKey key) const {
+  DecodedSample result;
+  result.image = image;
+  result.plan = plan({image.cols, image.rows, image.channels()}, key);
+  for (std::size_t i = 0; i < transforms_.size(); ++i) result.steps.emplace_back(i, result.plan.params[i]);
+  result.decoded_region = cv::Rect(0, 0, image.cols, image.rows);
+  return result;
+}
+
+cv::Mat Pipeline::augment(const DecodedSample& sample) const {
+  cv::Mat image = sample.image;
+  for (const auto& [index, params] : sample.steps) image = transforms_.at(index)->apply(image, params);
+  return image;
+}
+
+DecodedSample Pipeline::decode(std::span<const std::uint8_t> bytes, SampleKey key, int channels,
+                               std::int64_t max_pixels) const {
+  const ImageHeader header = probe_image(bytes);
+  DecodedSample result;
   result.plan = plan({header.width, header.height, channels}, key);
   const auto& params = result.plan.params;
 
@@ -70,8 +96,9 @@ AugmentedSample Pipeline::run(std::span<const std::uint8_t> bytes, SampleKey key
   }
   if (lead == params.size() || !std::holds_alternative<CropParams>(params[lead])) {
     DecodedImage decoded = decode_image(bytes, {channels, {}, 1, max_pixels});
+    result.image = decoded.image;
     result.decoded_region = decoded.region;
-    result.image = apply(decoded.image, result.plan);
+    for (std::size_t i = 0; i < transforms_.size(); ++i) result.steps.emplace_back(i, params[i]);
     return result;
   }
 
@@ -80,12 +107,12 @@ AugmentedSample Pipeline::run(std::span<const std::uint8_t> bytes, SampleKey key
   if (mirror_y) crop.source.y = header.height - crop.source.y - crop.source.height;
   const cv::Rect bounds(0, 0, header.width, header.height);
   const bool inside = (crop.source & bounds) == crop.source;
-  const cv::Rect wanted = crop.source & bounds;
   // A crop that reaches outside the image is filled from the whole image (reflect, wrap), so
   // decode all of it.
-  DecodeOptions options{channels, inside ? wanted : cv::Rect(), 1, max_pixels};
+  DecodeOptions options{channels, inside ? crop.source : cv::Rect(), 1, max_pixels};
   if (inside) options.scale_denom = reduction_for(crop.source, crop.out);
   DecodedImage decoded = decode_image(bytes, options);
+  result.image = decoded.image;
   result.decoded_region = decoded.region;
   result.scale_denom = decoded.scale_denom;
 
@@ -100,10 +127,9 @@ AugmentedSample Pipeline::run(std::span<const std::uint8_t> bytes, SampleKey key
   if (inside) local.source &= cv::Rect(0, 0, decoded.image.cols, decoded.image.rows);
   if (local.source.empty()) throw ShapeError("internal: crop region lost after decoding");
 
-  cv::Mat image = transforms_[lead]->apply(decoded.image, local);
-  for (std::size_t i = 0; i < lead; ++i) image = transforms_[i]->apply(image, params[i]);
-  for (std::size_t i = lead + 1; i < transforms_.size(); ++i) image = transforms_[i]->apply(image, params[i]);
-  result.image = image;
+  result.steps.emplace_back(lead, local);
+  for (std::size_t i = 0; i < lead; ++i) result.steps.emplace_back(i, params[i]);
+  for (std::size_t i = lead + 1; i < transforms_.size(); ++i) result.steps.emplace_back(i, params[i]);
   return result;
 }
 

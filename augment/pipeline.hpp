@@ -31,6 +31,18 @@ struct SamplePlan {
   std::vector<std::string> describe(const class Pipeline& pipeline) const;
 };
 
+/// A decoded image and what is left to do to it: the first half of Pipeline::run, so that a
+/// flow graph can decode and augment in separate stages.
+struct DecodedSample {
+  cv::Mat image;            ///< as decoded: the whole image, or the region the leading crop keeps
+  SamplePlan plan;          ///< every transform's parameters, as sampled
+  /// The transforms still to apply, in order, with parameters in the decoded image's frame
+  /// (the leading crop's rectangle mapped into the decoded region; leading flips moved after it).
+  std::vector<std::pair<std::size_t, Params>> steps;
+  cv::Rect decoded_region;
+  int scale_denom = 1;
+};
+
 struct AugmentedSample {
   cv::Mat image;       ///< 8-bit HWC, the pipeline's output size
   SamplePlan plan;
@@ -63,6 +75,14 @@ class Pipeline {
   /// Equal to decode + apply up to resampling differences.
   AugmentedSample run(std::span<const std::uint8_t> bytes, SampleKey key, int channels,
                       std::int64_t max_pixels = kDefaultMaxPixels) const;
+  /// run(), first half: probe, plan, decode only what the leading crop keeps.
+  DecodedSample decode(std::span<const std::uint8_t> bytes, SampleKey key, int channels,
+                       std::int64_t max_pixels = kDefaultMaxPixels) const;
+  /// The reference path's first half for an image already in memory (IDX, cache): plans it and
+  /// leaves every transform to apply. `image` is shared, not copied.
+  DecodedSample prepare(const cv::Mat& image, SampleKey key) const;
+  /// run(), second half: applies the remaining steps.
+  cv::Mat augment(const DecodedSample& sample) const;
   /// Output size and channels for an input of `in` (every crop has a fixed output size).
   ImageInfo output_info(const ImageInfo& in) const;
 

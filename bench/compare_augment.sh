@@ -14,9 +14,8 @@ set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$SCRIPT_DIR/.." && pwd)"
-# torch/torchvision come from Debian packages: only the system interpreter
-# sees them (a pyenv python3 earlier on PATH does not).
-PY=/usr/bin/python3
+# shellcheck source-path=SCRIPTDIR source=common.sh
+source "$SCRIPT_DIR/common.sh"   # PY (/usr/bin/python3), AUG_SPEC_*, find_augflow, check_peer, json_get
 
 DATA="${1:-$REPO/../shared/datasets/hymenoptera}"
 SPEC_NAME="${2:-resnet}"
@@ -24,8 +23,8 @@ PASSES="${PASSES:-5}"
 THREADS=2
 
 case "$SPEC_NAME" in
-    resnet) AUG_SPEC='hflip | scale_crop(256,480,224) | jitter(brightness=0.4,contrast=0.4) | normalize(imagenet)' ;;
-    rrc)    AUG_SPEC='resized_crop(224) | hflip | jitter(0.4,0.4,0.4) | normalize(imagenet)' ;;
+    resnet) AUG_SPEC="$AUG_SPEC_RESNET" ;;
+    rrc)    AUG_SPEC="$AUG_SPEC_RRC" ;;
     *)
         echo "usage: $0 [DATA] [resnet|rrc]" >&2
         echo "unknown spec '$SPEC_NAME' (expected resnet or rrc)" >&2
@@ -41,51 +40,12 @@ fi
 DATA="$(cd "$DATA" && pwd)"
 
 # --- locate augflow ---------------------------------------------------------
-if [[ -n "${AUGFLOW:-}" ]]; then
-    if [[ ! -x "$AUGFLOW" ]]; then
-        echo "error: AUGFLOW=$AUGFLOW is not an executable file" >&2
-        exit 1
-    fi
-    BIN="$AUGFLOW"
-elif [[ -x "$REPO/build/augflow" ]]; then
-    BIN="$REPO/build/augflow"
-elif [[ -x "$REPO/build-release/augflow" ]]; then
-    BIN="$REPO/build-release/augflow"
-else
-    cat >&2 <<EOF
-error: augflow binary not found (looked for \$AUGFLOW, $REPO/build/augflow,
-$REPO/build-release/augflow). Build it first, either with
-    scripts/demo.sh
-or
-    cmake -S . -B build -DCMAKE_BUILD_TYPE=Release && cmake --build build -j2
-(from $REPO), or point AUGFLOW at an existing binary.
-EOF
-    exit 1
-fi
+find_augflow "$REPO"
 
 # --- check the peer ---------------------------------------------------------
-if [[ ! -x "$PY" ]] || ! "$PY" -c 'import torch, torchvision' >/dev/null 2>&1; then
-    cat >&2 <<EOF
-error: $PY cannot import torch/torchvision (the torchvision peer).
-Install Debian's packages, as root:
-    apt-get install python3-torchvision
-(the project's scripts/deps.sh installs it). They are only visible to
-$PY, not to a pyenv/venv python3 earlier on PATH.
-EOF
-    exit 1
-fi
+check_peer
 
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/compare_augment.XXXXXX")"
-trap 'rm -rf "$TMP"' EXIT
-
-# json_get FILE KEY: print a numeric JSON field (fails if missing).
-json_get() {
-    "$PY" -c 'import json, sys
-d = json.load(open(sys.argv[1]))
-if sys.argv[2] not in d:
-    sys.exit("%s: missing key %s" % (sys.argv[1], sys.argv[2]))
-print(d[sys.argv[2]])' "$1" "$2"
-}
+make_tmpdir compare_augment
 
 echo "== compare_augment: spec $SPEC_NAME, data $DATA, $THREADS threads"
 echo

@@ -1,0 +1,528 @@
+#include "pipeline/loader.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include <oneapi/tbb/flow_graph.h>
+#include <opencv2/core.hpp>
+
+#include "augment/decode.hpp"
+#include "common/error.hpp"
+
+namespace augflow::pipeline {
+namespace flow = tbb::flow;
+
+// ---------------------------------------------------------------------------------------------
+// Batch storage and the decoded-image cache
+
+/// The buffer of one batch: rows [0, capacity) correspond to the epoch positions
+/// [first, first + capacity); rows whose sample was unusable are squeezed out at the end.
+struct BatchStorage {
+  SampleShape shape;
+  std::vector<float> data;
+  std::vector<int> labels;
+  std::vector<std::uint64_t> ids;
+  std::vector<char> filled;
+  std::uint64_t epoch = 0;
+  std::uint64_t index = 0;
+  std::uint64_t first = 0;     ///< first epoch position of the batch
+  std::size_t capacity = 0;    ///< positions the batch covers (= tokens it holds)
+  std::size_t count = 0;       ///< usable samples, rows [0, count) after compaction
+
+  void reset(const SampleShape& s, std::uint64_t e, std::uint64_t k, std::uint64_t first_position,
+             std::size_t positions) {
+    shape = s;
+    epoch = e;
+    index = k;
+    first = first_position;
+    capacity = positions;
+    count = 0;
+    data.resize(positions * s.floats());
+    labels.assign(positions, -1);
+    ids.assign(positions, 0);
+    filled.assign(positions, 0);
+  }
+
+  /// Moves the filled rows to the front, keeping their order.
+  void compact() {
+    const std::size_t floats = shape.floats();
+    std::size_t out = 0;
+    for (std::size_t row = 0; row < capacity; ++row) {
+      if (!filled[row]) continue;
+      if (out != row) {
+        std::memmove(data.data() + out * floats, data.data() + row * floats, floats * sizeof(float));
+        labels[out] = labels[row];
+        ids[out] = ids[row];
+      }
+      ++out;
+    }
+    count = out;
+  }
+};
+
+/// Decoded, not yet augmented images, kept while they fit in the budget. Sample i is only ever
+/// touched by the one task that processes it in the current epoch, and epochs do not overlap,
+/// so a slot needs no lock; the atomic state publishes a filled slot to later epochs.
+class DecodedCache {
+ public:
+  DecodedCache(std::size_t samples, std::size_t budget_bytes)
+      : slots_(samples), ready_(new std::atomic<bool>[samples]), budget_(budget_bytes) {
+    for (std::size_t i = 0; i < samples; ++i) ready_[i].store(false, std::memory_order_relaxed);
+  }
+  cv::Mat get(std::size_t i) const {
+    return ready_[i].load(std::memory_order_acquire) ? slots_[i] : cv::Mat();
+  }
+  void offer(std::size_t i, const cv::Mat& image) {
+    const std::size_t bytes = image.total() * image.elemSize();
+    if (used_.fetch_add(bytes) + bytes > budget_) {
+      used_.fetch_sub(bytes);  // over budget: this one streams from disk every epoch
+      return;
+    }
+    slots_[i] = image;
+    ready_[i].store(true, std::memory_order_release);
+  }
+  std::size_t bytes() const { return used_.load(); }
+
+ private:
+  std::vector<cv::Mat> slots_;
+  std::unique_ptr<std::atomic<bool>[]> ready_;
+  std::size_t budget_;
+  std::atomic<std::size_t> used_{0};
+};
+
+// ---------------------------------------------------------------------------------------------
+// One epoch's flow graph
+
+namespace {
+
+struct Work {
+  std::uint64_t position = 0;  ///< place in the epoch's order (the sequence number)
+  std::uint64_t sample = 0;    ///< data-set index
+};
+
+struct Decoded {
+  std::uint64_t position = 0;
+  std::uint64_t sample = 0;
+  bool ok = false;
+  augment::DecodedSample image;
+};
+
+struct Done {
+  std::uint64_t position = 0;
+  bool ok = false;
+};
+
+}  // namespace
+
+class EpochRun {
+ public:
+  struct Context {
+    const Dataset* data;
+    const augment::Pipeline* pipeline;
+    const LoaderOptions* options;
+    SampleShape shape;
+    BadFiles* bad;
+    DecodedCache* cache;
+    tbb::task_arena* arena;
+  };
+
+  EpochRun(Context context, std::uint64_t epoch, std::vector<std::uint64_t> order)
+      : ctx_(context), epoch_(epoch), order_(std::move(order)) {}
+
+  ~EpochRun() {
+    stop();
+    ctx_.arena->execute([this] {
+      if (graph_) graph_->wait_for_all();
+      batcher_.reset();
+      sequencer_.reset();
+      augment_.reset();
+      decode_.reset();
+      limiter_.reset();
+      source_.reset();
+      graph_.reset();
+    });
+  }
+
+  /// Builds the graph in the loader's arena (so its tasks run there) and starts it.
+  void start() {
+    if (order_.empty()) {
+      finish();
+      return;
+    }
+    const int threads = ctx_.options->threads;
+    const std::size_t tokens = static_cast<std::size_t>(ctx_.options->prefetch_batches) * ctx_.options->batch_size;
+    ctx_.arena->execute([&] {
+      graph_ = std::make_unique<flow::graph>();
+      source_ = std::make_unique<flow::input_node<Work>>(*graph_, [this](tbb::flow_control& control) {
+        if (stopping_.load() || next_position_ >= order_.size()) {
+          control.stop();
+          return Work{};
+        }
+        const std::uint64_t position = next_position_++;
+        return Work{position, order_[position]};
+      });
+      limiter_ = std::make_unique<flow::limiter_node<Work, long>>(*graph_, tokens);
+      decode_ = std::make_unique<flow::function_node<Work, Decoded>>(
+          *graph_, threads, [this](const Work& work) { return decode(work); });
+      augment_ = std::make_unique<flow::function_node<Decoded, Done>>(
+          *graph_, threads, [this](const Decoded& decoded) { return augment(decoded); });
+      sequencer_ = std::make_unique<flow::sequencer_node<Done>>(
+          *graph_, [](const Done& done) { return static_cast<std::size_t>(done.position); });
+      batcher_ = std::make_unique<flow::function_node<Done, flow::continue_msg>>(
+          *graph_, flow::serial, [this](const Done& done) {
+            assemble(done);
+            return flow::continue_msg();
+          });
+      flow::make_edge(*source_, *limiter_);
+      flow::make_edge(*limiter_, *decode_);
+      flow::make_edge(*decode_, *augment_);
+      flow::make_edge(*augment_, *sequencer_);
+      flow::make_edge(*sequencer_, *batcher_);
+      // wait_for_all must not return while the graph only waits for the consumer to give
+      // tokens back: the reservation is released when the last batch is out, or on stop/error.
+      graph_->reserve_wait();
+      reserved_ = true;
+      source_->activate();
+    });
+    runner_ = std::thread([this] {
+      ctx_.arena->execute([this] { graph_->wait_for_all(); });
+      finish();
+    });
+  }
+
+  std::optional<Batch> next(const std::shared_ptr<EpochRun>& self, double& wait_seconds) {
+    std::unique_lock lock(queue_mutex_);
+    const auto start = std::chrono::steady_clock::now();
+    queue_cv_.wait(lock, [this] { return !ready_.empty() || finished_ || error_; });
+    wait_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (error_) std::rethrow_exception(error_);
+    if (ready_.empty()) return std::nullopt;
+    auto storage = std::move(ready_.front());
+    ready_.pop_front();
+    return Batch(std::move(storage), self);
+  }
+
+  /// Called when the consumer drops a batch: its tokens go back to the limiter.
+  void release(std::unique_ptr<BatchStorage> storage) {
+    const auto positions = static_cast<long>(storage->capacity);
+    {
+      std::lock_guard lock(storage_mutex_);
+      pool_.push_back(std::move(storage));
+    }
+    give_back(positions);
+  }
+
+  void stop() {
+    stopping_.store(true);
+    if (graph_) graph_->cancel();
+    release_reservation();
+    if (runner_.joinable()) runner_.join();
+    finish();
+  }
+
+  std::size_t high_water() const { return high_water_.load(); }
+
+ private:
+  Decoded decode(const Work& work) {
+    note_in_flight();
+    Decoded out{work.position, work.sample, false, {}};
+    if (stopping_.load()) return out;
+    const Dataset& data = *ctx_.data;
+    const augment::SampleKey key{ctx_.options->seed, epoch_, work.sample};
+    try {
+      if (data.in_memory()) {
+        out.image = ctx_.pipeline->prepare(data.image(work.sample), key);
+      } else if (ctx_.cache) {
+        // Cached sets always take the reference path (whole image, then transforms), so a
+        // sample's bytes do not depend on whether it was cached.
+        cv::Mat image = ctx_.cache->get(work.sample);
+        if (image.empty()) {
+          image = augment::decode_file(data.paths[work.sample], {data.channels, {}, 1, ctx_.options->max_pixels}).image;
+          ctx_.cache->offer(work.sample, image);
+        }
+        out.image = ctx_.pipeline->prepare(image, key);
+      } else {
+        const auto bytes = augment::read_file(data.paths[work.sample]);
+        out.image = ctx_.pipeline->decode(bytes, key, data.channels, ctx_.options->max_pixels);
+      }
+      out.ok = true;
+    } catch (const DataError& e) {
+      unusable(work.sample, e.reason(), std::current_exception());
+    } catch (const IoError& e) {
+      unusable(work.sample, e.what(), std::current_exception());
+    } catch (...) {
+      fail(std::current_exception());
+    }
+    return out;
+  }
+
+  void unusable(std::uint64_t sample, const std::string& reason, std::exception_ptr error) {
+    if (ctx_.options->strict) {
+      fail(error);
+      return;
+    }
+    ctx_.bad->add(sample, ctx_.data->describe(sample), reason);
+  }
+
+  Done augment(const Decoded& decoded) {
+    if (!decoded.ok || stopping_.load()) return {decoded.position, false};
+    try {
+      const cv::Mat image = ctx_.pipeline->augment(decoded.image);
+      const SampleShape got{image.channels(), image.rows, image.cols};
+      if (!(got == ctx_.shape))
+        throw ShapeError(ctx_.data->describe(decoded.sample) + ": the augmentation gives a " +
+                         std::to_string(got.width) + "x" + std::to_string(got.height) + "x" +
+                         std::to_string(got.channels) + " image but the batch holds " +
+                         std::to_string(ctx_.shape.width) + "x" + std::to_string(ctx_.shape.height) + "x" +
+                         std::to_string(ctx_.shape.channels) +
+                         "; end the spec with a fixed-size crop (scale_crop, resized_crop, pad_crop)");
+      BatchStorage& storage = storage_for(decoded.position);
+      const std::size_t row = decoded.position - storage.first;
+      ctx_.pipeline->normalize().to_chw(image, storage.data.data() + row * ctx_.shape.floats());
+      storage.labels[row] = ctx_.data->labels[decoded.sample];
+      storage.ids[row] = decoded.sample;
+      storage.filled[row] = 1;
+      return {decoded.position, true};
+    } catch (...) {
+      fail(std::current_exception());
+      return {decoded.position, false};
+    }
+  }
+
+  /// Runs serially, in epoch order (after the sequencer).
+  void assemble(const Done& done) {
+    const std::uint64_t batch_size = ctx_.options->batch_size;
+    const std::uint64_t k = done.position / batch_size;
+    const std::uint64_t end = std::min<std::uint64_t>((k + 1) * batch_size, order_.size());
+    if (done.position + 1 == end) {
+      std::unique_ptr<BatchStorage> storage;
+      {
+        std::lock_guard lock(storage_mutex_);
+        auto it = building_.find(k);
+        if (it != building_.end()) {
+          storage = std::move(it->second);
+          building_.erase(it);
+        }
+      }
+      if (storage) storage->compact();
+      if (!storage || storage->count == 0 || stopping_.load()) {
+        // Nothing usable (or stopping): give the tokens back at once.
+        if (storage) {
+          std::lock_guard lock(storage_mutex_);
+          pool_.push_back(std::move(storage));
+        }
+        give_back(static_cast<long>(end - k * batch_size));
+      } else {
+        std::lock_guard lock(queue_mutex_);
+        ready_.push_back(std::move(storage));
+        queue_cv_.notify_all();
+      }
+    }
+    if (done.position + 1 == order_.size()) {
+      finish();
+      release_reservation();
+    }
+  }
+
+  BatchStorage& storage_for(std::uint64_t position) {
+    const std::uint64_t batch_size = ctx_.options->batch_size;
+    const std::uint64_t k = position / batch_size;
+    std::lock_guard lock(storage_mutex_);
+    auto& slot = building_[k];
+    if (!slot) {
+      if (!pool_.empty()) {
+        slot = std::move(pool_.back());
+        pool_.pop_back();
+      } else {
+        slot = std::make_unique<BatchStorage>();
+      }
+      const std::uint64_t first = k * batch_size;
+      slot->reset(ctx_.shape, epoch_, k, first, std::min<std::uint64_t>(batch_size, order_.size() - first));
+    }
+    return *slot;
+  }
+
+  void give_back(long positions) {
+    in_flight_.fetch_sub(positions);
+    if (limiter_) limiter_->decrementer().try_put(positions);
+  }
+
+  void note_in_flight() {
+    const std::size_t now = in_flight_.fetch_add(1) + 1;
+    std::size_t seen = high_water_.load();
+    while (now > seen && !high_water_.compare_exchange_weak(seen, now)) {
+    }
+  }
+
+  void fail(std::exception_ptr error) {
+    {
+      std::lock_guard lock(queue_mutex_);
+      if (!error_) error_ = error;
+      queue_cv_.notify_all();
+    }
+    stopping_.store(true);
+    if (graph_) graph_->cancel();
+    release_reservation();
+  }
+
+  void finish() {
+    std::lock_guard lock(queue_mutex_);
+    finished_ = true;
+    queue_cv_.notify_all();
+  }
+
+  void release_reservation() {
+    if (reserved_ && !released_.exchange(true)) graph_->release_wait();
+  }
+
+  Context ctx_;
+  std::uint64_t epoch_;
+  std::vector<std::uint64_t> order_;
+  std::uint64_t next_position_ = 0;  // only the source body touches it (serial)
+
+  std::unique_ptr<flow::graph> graph_;
+  std::unique_ptr<flow::input_node<Work>> source_;
+  std::unique_ptr<flow::limiter_node<Work, long>> limiter_;
+  std::unique_ptr<flow::function_node<Work, Decoded>> decode_;
+  std::unique_ptr<flow::function_node<Decoded, Done>> augment_;
+  std::unique_ptr<flow::sequencer_node<Done>> sequencer_;
+  std::unique_ptr<flow::function_node<Done, flow::continue_msg>> batcher_;
+  std::thread runner_;
+  bool reserved_ = false;
+  std::atomic<bool> released_{false};
+  std::atomic<bool> stopping_{false};
+
+  std::mutex storage_mutex_;
+  std::map<std::uint64_t, std::unique_ptr<BatchStorage>> building_;
+  std::vector<std::unique_ptr<BatchStorage>> pool_;
+
+  std::mutex queue_mutex_;
+  std::condition_variable queue_cv_;
+  std::deque<std::unique_ptr<BatchStorage>> ready_;
+  bool finished_ = false;
+  std::exception_ptr error_;
+
+  std::atomic<long> in_flight_{0};
+  std::atomic<std::size_t> high_water_{0};
+};
+
+// ---------------------------------------------------------------------------------------------
+// Batch
+
+Batch::Batch(std::unique_ptr<BatchStorage> storage, std::shared_ptr<EpochRun> run)
+    : storage_(std::move(storage)), run_(std::move(run)) {}
+Batch::Batch(Batch&&) noexcept = default;
+Batch& Batch::operator=(Batch&& other) noexcept {
+  if (this != &other) {
+    release();
+    storage_ = std::move(other.storage_);
+    run_ = std::move(other.run_);
+  }
+  return *this;
+}
+Batch::~Batch() { release(); }
+
+void Batch::release() {
+  if (storage_ && run_) run_->release(std::move(storage_));
+  storage_.reset();
+  run_.reset();
+}
+
+int Batch::size() const { return static_cast<int>(storage_->count); }
+const SampleShape& Batch::shape() const { return storage_->shape; }
+const float* Batch::data() const { return storage_->data.data(); }
+std::span<const int> Batch::labels() const { return {storage_->labels.data(), storage_->count}; }
+std::span<const std::uint64_t> Batch::sample_ids() const { return {storage_->ids.data(), storage_->count}; }
+std::uint64_t Batch::epoch() const { return storage_->epoch; }
+std::uint64_t Batch::index() const { return storage_->index; }
+
+// ---------------------------------------------------------------------------------------------
+// Loader
+
+namespace {
+
+SampleShape output_shape(const Dataset& data, const augment::Pipeline& pipeline) {
+  if (data.in_memory()) {
+    const auto out = pipeline.output_info({data.cols, data.rows, data.channels});
+    return {out.channels, out.height, out.width};
+  }
+  // Image files differ in size: the output must not depend on it.
+  const auto a = pipeline.output_info({641, 479, data.channels});
+  const auto b = pipeline.output_info({333, 500, data.channels});
+  if (!(a == b))
+    throw ConfigError("the augmentation spec '" + pipeline.print() +
+                      "' gives images whose size depends on the input; end it with a fixed-size crop "
+                      "(scale_crop, resized_crop or pad_crop) so that a batch has one shape");
+  return {a.channels, a.height, a.width};
+}
+
+}  // namespace
+
+Loader::Loader(Dataset data, std::shared_ptr<const augment::Pipeline> pipeline, LoaderOptions options,
+               WarningSink warn)
+    : data_(std::move(data)), pipeline_(std::move(pipeline)), options_(options) {
+  if (options_.batch_size < 1 || options_.batch_size > 65536)
+    throw ConfigError("batch size must be in [1, 65536], got " + std::to_string(options_.batch_size));
+  if (options_.threads < 1 || options_.threads > 256)
+    throw ConfigError("threads must be in [1, 256], got " + std::to_string(options_.threads));
+  if (options_.prefetch_batches < 1 || options_.prefetch_batches > 1024)
+    throw ConfigError("prefetch must be in [1, 1024] batches, got " + std::to_string(options_.prefetch_batches));
+  if (options_.max_pixels < 1) throw ConfigError("max pixels must be positive");
+  if (data_.size() == 0)
+    throw DataError(data_.name, "the data set is empty: no images to stream");
+  shape_ = output_shape(data_, *pipeline_);
+  bad_ = std::make_unique<BadFiles>(data_.size(), std::move(warn));
+  if (options_.cache_mb > 0 && !data_.in_memory())
+    cache_ = std::make_unique<DecodedCache>(data_.size(), options_.cache_mb << 20);
+  // The flow graph provides the parallelism; OpenCV's own thread pool would oversubscribe
+  // the cores (PITFALLS.md). setNumThreads is process-wide and not thread-safe, so it is set
+  // here, on the constructing thread, before any graph runs.
+  cv::setNumThreads(0);
+  arena_ = std::make_unique<tbb::task_arena>(options_.threads);
+}
+
+Loader::~Loader() { run_.reset(); }
+
+std::size_t Loader::tokens() const {
+  return static_cast<std::size_t>(options_.prefetch_batches) * options_.batch_size;
+}
+
+void Loader::start_epoch(std::uint64_t epoch) {
+  if (run_) {
+    high_water_ = std::max(high_water_, run_->high_water());
+    run_->stop();
+    run_.reset();
+  }
+  auto order = epoch_order(data_.size(), bad_->excluded(), options_.seed, epoch, options_.shuffle, options_.shard);
+  if (options_.drop_last) order.resize(order.size() / options_.batch_size * options_.batch_size);
+  if (order.empty() && bad_->count() == data_.size())
+    throw DataError(data_.name, "no usable image left: all " + std::to_string(data_.size()) +
+                                    " samples were skipped (see the messages above)");
+  EpochRun::Context context{&data_, pipeline_.get(), &options_, shape_, bad_.get(), cache_.get(), arena_.get()};
+  run_ = std::make_shared<EpochRun>(context, epoch, std::move(order));
+  run_->start();
+}
+
+std::optional<Batch> Loader::next() {
+  if (!run_) throw Error("Loader::next() called before start_epoch()");
+  return run_->next(run_, wait_seconds_);
+}
+
+void Loader::stop() {
+  if (run_) run_->stop();
+}
+
+std::size_t Loader::in_flight_high_water() const {
+  return std::max(high_water_, run_ ? run_->high_water() : 0);
+}
+
+std::size_t Loader::cache_bytes() const { return cache_ ? cache_->bytes() : 0; }
+
+}  // namespace augflow::pipeline

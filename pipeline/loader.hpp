@@ -1,0 +1,134 @@
+// The streaming loader: a oneTBB flow graph that turns a data set into ordered batches.
+//
+//   source (the epoch's order) -> limiter (tokens) -> decode (parallel) -> augment (parallel)
+//     -> sequencer (restores sample order) -> batch assembler (serial) -> consumer (next())
+//
+// While the consumer trains on batch k, batches k+1.. are decoded and augmented. A token is
+// taken when a sample enters the graph and given back when the consumer releases the batch
+// that holds it, so at most `tokens()` samples are anywhere between the source and the
+// consumer. Peak memory is therefore bounded by configuration, not by the data set:
+//
+//   tokens x (decoded image bytes + augmented sample bytes)     samples in flight
+//   + (prefetch_batches + 2) x batch_size x C x H x W x 4        batch buffers
+//   + cache_mb                                                    optional decoded-image cache
+//
+// where tokens = prefetch_batches x batch_size; a decoded image is at most the JPEG region the
+// crop keeps (whole image for other formats), 3 bytes a pixel, and at most --max-pixels.
+//
+// Reproducibility: sample i of epoch e is augmented with the key (seed, e, i) and batch k holds
+// the k-th slice of the epoch's order, so batches are bit-identical for the same seed whatever
+// the thread count. Unusable samples (undecodable, truncated, too large, unreadable) are
+// reported once, dropped from their batch (which is then smaller) and excluded from later
+// epochs. With `strict`, the first one ends the run with its error instead.
+// Errors inside a node end the run: next() rethrows them; nothing hangs. stop() (early
+// stopping, Ctrl-C) cancels the graph and joins it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include <oneapi/tbb/task_arena.h>
+
+#include "augment/pipeline.hpp"
+#include "pipeline/dataset.hpp"
+#include "pipeline/report.hpp"
+#include "pipeline/sampler.hpp"
+
+namespace augflow::pipeline {
+
+struct LoaderOptions {
+  int batch_size = 64;
+  int threads = 2;           ///< threads of the loader's arena (decode and augment)
+  int prefetch_batches = 4;  ///< tokens = prefetch_batches * batch_size samples in flight
+  bool shuffle = true;
+  bool drop_last = false;    ///< leave out the epoch's last, partial batch
+  std::uint64_t seed = 0;
+  Shard shard;
+  std::int64_t max_pixels = augment::kDefaultMaxPixels;
+  bool strict = false;       ///< the first unusable sample is an error, not a skip
+  std::size_t cache_mb = 0;  ///< keep decoded (not augmented) images up to this size; 0 = off
+};
+
+/// The shape every sample of a batch has.
+struct SampleShape {
+  int channels = 0;
+  int height = 0;
+  int width = 0;
+  std::size_t floats() const { return static_cast<std::size_t>(channels) * height * width; }
+  bool operator==(const SampleShape&) const = default;
+};
+
+struct BatchStorage;
+class EpochRun;
+
+/// A batch: float32 NCHW data, labels and data-set indices of its samples. Move-only; its
+/// destructor gives the buffer and its tokens back to the loader.
+class Batch {
+ public:
+  Batch(std::unique_ptr<BatchStorage> storage, std::shared_ptr<EpochRun> run);
+  Batch(Batch&&) noexcept;
+  Batch& operator=(Batch&&) noexcept;
+  ~Batch();
+
+  int size() const;
+  const SampleShape& shape() const;
+  const float* data() const;
+  std::span<const int> labels() const;
+  std::span<const std::uint64_t> sample_ids() const;
+  std::uint64_t epoch() const;
+  std::uint64_t index() const;  ///< batch number within the epoch
+
+ private:
+  void release();
+  std::unique_ptr<BatchStorage> storage_;
+  std::shared_ptr<EpochRun> run_;
+};
+
+class DecodedCache;
+
+class Loader {
+ public:
+  /// Throws ConfigError for bad options or a spec whose output size depends on the input.
+  Loader(Dataset data, std::shared_ptr<const augment::Pipeline> pipeline, LoaderOptions options,
+         WarningSink warn = {});
+  ~Loader();
+  Loader(const Loader&) = delete;
+  Loader& operator=(const Loader&) = delete;
+
+  const Dataset& dataset() const { return data_; }
+  const SampleShape& sample_shape() const { return shape_; }
+  const LoaderOptions& options() const { return options_; }
+  std::size_t tokens() const;
+
+  /// Starts streaming `epoch` (stopping the previous one if it is still running).
+  void start_epoch(std::uint64_t epoch);
+  /// The next batch of the current epoch, or nothing at its end. Rethrows a node's error.
+  std::optional<Batch> next();
+  /// Ends the current epoch early: cancels the graph, drains and joins it.
+  void stop();
+
+  const BadFiles& bad_files() const { return *bad_; }
+  /// Seconds the consumer spent blocked in next() since construction.
+  double wait_seconds() const { return wait_seconds_; }
+  /// The largest number of samples that were in flight at once (instrumentation for tests).
+  std::size_t in_flight_high_water() const;
+  /// Bytes held by the decoded-image cache.
+  std::size_t cache_bytes() const;
+
+ private:
+  Dataset data_;
+  std::shared_ptr<const augment::Pipeline> pipeline_;
+  LoaderOptions options_;
+  SampleShape shape_;
+  std::unique_ptr<BadFiles> bad_;
+  std::unique_ptr<DecodedCache> cache_;
+  std::unique_ptr<tbb::task_arena> arena_;
+  std::shared_ptr<EpochRun> run_;
+  double wait_seconds_ = 0;
+  std::size_t high_water_ = 0;
+};
+
+}  // namespace augflow::pipeline

@@ -1,0 +1,33 @@
+#include "pipeline/sampler.hpp"
+
+#include <string>
+#include <utility>
+
+#include "augment/rng.hpp"
+#include "common/error.hpp"
+
+namespace augflow::pipeline {
+
+std::vector<std::uint64_t> epoch_order(std::size_t dataset_size, const std::vector<bool>& excluded,
+                                       std::uint64_t seed, std::uint64_t epoch, bool shuffle, Shard shard) {
+  if (shard.count < 1 || shard.rank < 0 || shard.rank >= shard.count)
+    throw ConfigError("shard rank " + std::to_string(shard.rank) + " of " + std::to_string(shard.count) +
+                      " is not valid: need 0 <= rank < count");
+  std::vector<std::uint64_t> order;
+  order.reserve(dataset_size);
+  for (std::size_t i = 0; i < dataset_size; ++i)
+    if (i >= excluded.size() || !excluded[i]) order.push_back(i);
+  if (shuffle) {
+    // The sampler's own stream: index ~0 can never be a sample's, so it never collides with
+    // the augmentation streams of (seed, epoch, index).
+    augment::Rng rng({seed, epoch, ~0ull});
+    for (std::size_t i = order.size(); i > 1; --i)
+      std::swap(order[i - 1], order[static_cast<std::size_t>(rng.uniform_int(0, static_cast<std::int64_t>(i - 1)))]);
+  }
+  const std::size_t n = order.size();
+  const std::size_t begin = n * shard.rank / shard.count;
+  const std::size_t end = n * (shard.rank + 1) / shard.count;
+  return {order.begin() + static_cast<std::ptrdiff_t>(begin), order.begin() + static_cast<std::ptrdiff_t>(end)};
+}
+
+}  // namespace augflow::pipeline
