@@ -143,7 +143,7 @@ void run_bench_augment(const BenchAugmentOptions& o) {
       const auto& transform = *pipeline.transforms()[t];
       const auto r = median(measure(single, n, o.passes, [&](std::size_t i) {
         const auto& image = decoded[i];
-        augment::Rng rng({o.seed, 0, i}, t);
+        augflow::Rng rng({o.seed, 0, i}, t);
         const auto params = transform.sample({image.cols, image.rows, o.channels}, rng);
         const auto result = transform.apply(image, params);
         (void)result;

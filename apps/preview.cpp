@@ -174,7 +174,7 @@ void run_preview(const PreviewOptions& o) {
     std::cout << "spec: " << pipeline.print() << "\n";
     for (int i = 0; i < o.count; ++i) {
       // The same key training uses for this image: (seed, epoch, sample index i).
-      const augment::SampleKey key{o.seed, o.epoch, static_cast<std::uint64_t>(i)};
+      const augflow::SampleKey key{o.seed, o.epoch, static_cast<std::uint64_t>(i)};
       const auto sample = pipeline.run(bytes, key, o.channels);
       auto lines = sample.plan.describe(pipeline);
       std::cout << "sample " << i << ":";

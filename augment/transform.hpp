@@ -20,9 +20,15 @@
 #include <opencv2/core.hpp>
 
 #include "augment/args.hpp"
-#include "augment/rng.hpp"
+#include "common/rng.hpp"
 
 namespace augflow::augment {
+
+// The generator lives in common/ (the model draws its masks from it too); augment code names
+// it unqualified.
+using augflow::mix64;
+using augflow::Rng;
+using augflow::SampleKey;
 
 /// What a transform needs to know about its input before seeing pixels.
 struct ImageInfo {

@@ -68,3 +68,22 @@ if sys.argv[2] not in d:
     sys.exit("%s: missing key %s" % (sys.argv[1], sys.argv[2]))
 print(d[sys.argv[2]])' "$1" "$2"
 }
+
+# warn_if_busy LABEL: sample the CPUs for 1 s and warn on stderr if less than
+# 90% idle (other processes running). The benchmarks use every core, so
+# contention lowers whichever side it hits and skews the ratio.
+warn_if_busy() {
+    local user nice sys idle iowait irq softirq total1 idle1 total2 idle2 pct
+    [[ -r /proc/stat ]] || return 0
+    read -r _ user nice sys idle iowait irq softirq _ < /proc/stat
+    total1=$((user + nice + sys + idle + iowait + irq + softirq)) idle1=$idle
+    sleep 1
+    read -r _ user nice sys idle iowait irq softirq _ < /proc/stat
+    total2=$((user + nice + sys + idle + iowait + irq + softirq)) idle2=$idle
+    (( total2 > total1 )) || return 0
+    pct=$(( 100 * (idle2 - idle1) / (total2 - total1) ))
+    if (( pct < 90 )); then
+        echo "warning: CPUs only $pct% idle just before the $1 run (other processes are" \
+             "running); its figures will be low" >&2
+    fi
+}

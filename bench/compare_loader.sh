@@ -22,7 +22,8 @@ set -euo pipefail
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$SCRIPT_DIR/.." && pwd)"
 # shellcheck source-path=SCRIPTDIR source=common.sh
-source "$SCRIPT_DIR/common.sh"   # PY (/usr/bin/python3), AUG_SPEC_*, find_augflow, check_peer, json_get
+source "$SCRIPT_DIR/common.sh"   # PY (/usr/bin/python3), AUG_SPEC_*, find_augflow, check_peer, json_get,
+                                 # warn_if_busy
 
 usage() {
     echo "usage: $0 [DATA] [--cache MB]" >&2
@@ -123,11 +124,13 @@ if [[ -n "$CACHE_MB" ]]; then
 fi
 echo
 
+warn_if_busy augflow
 echo "== augflow ($BIN)"
 echo "   spec: $AUG_SPEC"
 "$BIN" "${AF_ARGS[@]}" --json "$TMP/augflow.json"
 echo
 
+warn_if_busy torchvision
 echo "== torchvision"
 "$PY" "$SCRIPT_DIR/torchvision_loader.py" "${TV_ARGS[@]}" --json "$TMP/torchvision.json"
 echo

@@ -18,7 +18,7 @@
 
 #include <zlib.h>
 
-#include "augment/rng.hpp"
+#include "common/rng.hpp"
 #include "common/error.hpp"
 #include "pipeline/image_files.hpp"
 
@@ -519,7 +519,7 @@ Split split_stratified(const Dataset& data, double val_fraction, std::uint64_t s
     if (n >= 2) k = std::clamp<std::size_t>(k, 1, n - 1);
     else k = 0;
     // Fisher-Yates with one generator per class: a class's split does not depend on the others.
-    augment::Rng rng({seed, 0, static_cast<std::uint64_t>(static_cast<std::int64_t>(label))}, kSplitStream);
+    augflow::Rng rng({seed, 0, static_cast<std::uint64_t>(static_cast<std::int64_t>(label))}, kSplitStream);
     for (std::size_t i = n; i > 1; --i) {
       const auto j = static_cast<std::size_t>(rng.uniform_int(0, static_cast<std::int64_t>(i) - 1));
       std::swap(members[i - 1], members[j]);

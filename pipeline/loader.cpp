@@ -136,10 +136,15 @@ class EpochRun {
   EpochRun(Context context, std::uint64_t epoch, std::vector<std::uint64_t> order)
       : ctx_(context), epoch_(epoch), order_(std::move(order)) {}
 
-  ~EpochRun() {
+  ~EpochRun() { shutdown(); }
+
+  /// Stops the run and destroys its graph, so that nothing refers to the loader's arena, data
+  /// or options any more: a Batch may outlive the Loader and release into a shut-down run.
+  void shutdown() {
     stop();
+    if (!graph_) return;
     ctx_.arena->execute([this] {
-      if (graph_) graph_->wait_for_all();
+      graph_->wait_for_all();
       batcher_.reset();
       sequencer_.reset();
       augment_.reset();
@@ -235,7 +240,7 @@ class EpochRun {
     Decoded out{work.position, work.sample, false, {}};
     if (stopping_.load()) return out;
     const Dataset& data = *ctx_.data;
-    const augment::SampleKey key{ctx_.options->seed, epoch_, work.sample};
+    const augflow::SampleKey key{ctx_.options->seed, epoch_, work.sample};
     try {
       if (data.in_memory()) {
         out.image = ctx_.pipeline->prepare(data.image(work.sample), key);
@@ -254,18 +259,18 @@ class EpochRun {
       }
       out.ok = true;
     } catch (const DataError& e) {
-      unusable(work.sample, e.reason(), std::current_exception());
+      unusable(work.sample, e.reason());
     } catch (const IoError& e) {
-      unusable(work.sample, e.what(), std::current_exception());
+      unusable(work.sample, e.what());
     } catch (...) {
       fail(std::current_exception());
     }
     return out;
   }
 
-  void unusable(std::uint64_t sample, const std::string& reason, std::exception_ptr error) {
+  void unusable(std::uint64_t sample, const std::string& reason) {
     if (ctx_.options->strict) {
-      fail(error);
+      fail(std::make_exception_ptr(DataError(ctx_.data->describe(sample), reason + " (--strict)")));
       return;
     }
     ctx_.bad->add(sample, ctx_.data->describe(sample), reason);
@@ -488,7 +493,9 @@ Loader::Loader(Dataset data, std::shared_ptr<const augment::Pipeline> pipeline, 
   arena_ = std::make_unique<tbb::task_arena>(options_.threads);
 }
 
-Loader::~Loader() { run_.reset(); }
+Loader::~Loader() {
+  if (run_) run_->shutdown();
+}
 
 std::size_t Loader::tokens() const {
   return static_cast<std::size_t>(options_.prefetch_batches) * options_.batch_size;
@@ -497,7 +504,7 @@ std::size_t Loader::tokens() const {
 void Loader::start_epoch(std::uint64_t epoch) {
   if (run_) {
     high_water_ = std::max(high_water_, run_->high_water());
-    run_->stop();
+    run_->shutdown();
     run_.reset();
   }
   auto order = epoch_order(data_.size(), bad_->excluded(), options_.seed, epoch, options_.shuffle, options_.shard);

@@ -3,7 +3,7 @@
 #include <string>
 #include <utility>
 
-#include "augment/rng.hpp"
+#include "common/rng.hpp"
 #include "common/error.hpp"
 
 namespace augflow::pipeline {
@@ -20,7 +20,7 @@ std::vector<std::uint64_t> epoch_order(std::size_t dataset_size, const std::vect
   if (shuffle) {
     // The sampler's own stream: index ~0 can never be a sample's, so it never collides with
     // the augmentation streams of (seed, epoch, index).
-    augment::Rng rng({seed, epoch, ~0ull});
+    augflow::Rng rng({seed, epoch, ~0ull});
     for (std::size_t i = order.size(); i > 1; --i)
       std::swap(order[i - 1], order[static_cast<std::size_t>(rng.uniform_int(0, static_cast<std::int64_t>(i - 1)))]);
   }

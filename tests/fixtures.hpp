@@ -22,7 +22,7 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
-#include "augment/rng.hpp"
+#include "common/rng.hpp"
 
 namespace augflow::test {
 
@@ -37,7 +37,7 @@ inline cv::Mat noise_image(int width, int height, int channels = 3, std::uint64_
       for (int c = 0; c < channels; ++c) {
         const std::uint64_t key = (static_cast<std::uint64_t>(y) << 40) ^ (static_cast<std::uint64_t>(x) << 8) ^
                                   static_cast<std::uint64_t>(c);
-        row[x * channels + c] = static_cast<std::uint8_t>(augment::mix64(key ^ augment::mix64(seed)) >> 56);
+        row[x * channels + c] = static_cast<std::uint8_t>(augflow::mix64(key ^ augflow::mix64(seed)) >> 56);
       }
   }
   return image;

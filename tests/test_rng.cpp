@@ -7,7 +7,7 @@
 
 #include <gtest/gtest.h>
 
-#include "augment/rng.hpp"
+#include "common/rng.hpp"
 
 namespace augflow::augment {
 namespace {

@@ -1,9 +1,9 @@
-#include "augment/rng.hpp"
+#include "common/rng.hpp"
 
 #include <cmath>
 #include <numbers>
 
-namespace augflow::augment {
+namespace augflow {
 
 double Rng::normal() {
   // 1 - u lies in (0, 1], so the log is finite.
@@ -12,4 +12,4 @@ double Rng::normal() {
   return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * std::numbers::pi * u2);
 }
 
-}  // namespace augflow::augment
+}  // namespace augflow

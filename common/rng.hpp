@@ -1,4 +1,5 @@
-// Counter-based random numbers for augmentation.
+// Counter-based random numbers, shared by augmentation (augment/) and the model (model/:
+// dropout masks, DropConnect, stochastic depth).
 //
 // Contract: the generator of one sample is a pure function of (run seed, epoch, sample index,
 // stream). Its draws are a hash of that key and a draw counter (SplitMix64's finaliser), so a
@@ -8,7 +9,7 @@
 
 #include <cstdint>
 
-namespace augflow::augment {
+namespace augflow {
 
 /// SplitMix64 finaliser (Steele, Lea, Flood 2014): a bijective 64-bit mixer.
 constexpr std::uint64_t mix64(std::uint64_t x) {
@@ -62,4 +63,4 @@ class Rng {
   std::uint64_t counter_ = 0;
 };
 
-}  // namespace augflow::augment
+}  // namespace augflow
