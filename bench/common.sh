@@ -69,21 +69,43 @@ if sys.argv[2] not in d:
 print(d[sys.argv[2]])' "$1" "$2"
 }
 
-# warn_if_busy LABEL: sample the CPUs for 1 s and warn on stderr if less than
-# 90% idle (other processes running). The benchmarks use every core, so
-# contention lowers whichever side it hits and skews the ratio.
-warn_if_busy() {
-    local user nice sys idle iowait irq softirq total1 idle1 total2 idle2 pct
-    [[ -r /proc/stat ]] || return 0
-    read -r _ user nice sys idle iowait irq softirq _ < /proc/stat
-    total1=$((user + nice + sys + idle + iowait + irq + softirq)) idle1=$idle
-    sleep 1
-    read -r _ user nice sys idle iowait irq softirq _ < /proc/stat
-    total2=$((user + nice + sys + idle + iowait + irq + softirq)) idle2=$idle
-    (( total2 > total1 )) || return 0
-    pct=$(( 100 * (idle2 - idle1) / (total2 - total1) ))
-    if (( pct < 90 )); then
-        echo "warning: CPUs only $pct% idle just before the $1 run (other processes are" \
-             "running); its figures will be low" >&2
+# Contention check. The benchmarks use every core, and other processes running
+# at the same time lower whichever side they hit and skew the ratio.
+#   cpu_watch_start            before a run
+#   cpu_watch_report LABEL     after it: warn on stderr if other processes used
+#                              more than 10% of the machine's CPU time meanwhile
+# "Other" = busy CPU time (/proc/stat, steal included) minus the CPU time of
+# this script's reaped children (cutime+cstime in /proc/$$/stat, which covers
+# their own children, e.g. DataLoader workers, once those are reaped).
+_cpu_sample() {  # prints "TOTAL BUSY OWN" in clock ticks
+    local user nice sys idle iowait irq softirq steal total stat
+    local -a fields
+    read -r _ user nice sys idle iowait irq softirq steal _ < /proc/stat
+    steal="${steal:-0}"
+    total=$((user + nice + sys + idle + iowait + irq + softirq + steal))
+    stat="$(< "/proc/$$/stat")"
+    stat="${stat##*) }"   # fields from 3 (state) on; cutime, cstime are 16, 17
+    read -r -a fields <<< "$stat"
+    echo "$total $((total - idle - iowait)) $((fields[13] + fields[14]))"
+}
+
+cpu_watch_start() {
+    CPU_WATCH=""
+    if [[ -r /proc/stat && -r "/proc/$$/stat" ]]; then
+        CPU_WATCH="$(_cpu_sample)"
+    fi
+}
+
+cpu_watch_report() {
+    local t0 b0 o0 t1 b1 o1 pct
+    [[ -n "${CPU_WATCH:-}" ]] || return 0
+    read -r t0 b0 o0 <<< "$CPU_WATCH"
+    read -r t1 b1 o1 <<< "$(_cpu_sample)"
+    # Too short to judge (under ~0.5 s on 2 CPUs): skip.
+    (( t1 - t0 >= 100 )) || return 0
+    pct=$(( 100 * ((b1 - b0) - (o1 - o0)) / (t1 - t0) ))
+    if (( pct > 10 )); then
+        echo "warning: other processes used about $pct% of the CPUs during the $1 run;" \
+             "its figures are low (rerun on an idle machine)" >&2
     fi
 }

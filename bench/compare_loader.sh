@@ -23,7 +23,7 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$SCRIPT_DIR/.." && pwd)"
 # shellcheck source-path=SCRIPTDIR source=common.sh
 source "$SCRIPT_DIR/common.sh"   # PY (/usr/bin/python3), AUG_SPEC_*, find_augflow, check_peer, json_get,
-                                 # warn_if_busy
+                                 # cpu_watch_*
 
 usage() {
     echo "usage: $0 [DATA] [--cache MB]" >&2
@@ -124,15 +124,17 @@ if [[ -n "$CACHE_MB" ]]; then
 fi
 echo
 
-warn_if_busy augflow
 echo "== augflow ($BIN)"
 echo "   spec: $AUG_SPEC"
+cpu_watch_start
 "$BIN" "${AF_ARGS[@]}" --json "$TMP/augflow.json"
+cpu_watch_report augflow
 echo
 
-warn_if_busy torchvision
 echo "== torchvision"
+cpu_watch_start
 "$PY" "$SCRIPT_DIR/torchvision_loader.py" "${TV_ARGS[@]}" --json "$TMP/torchvision.json"
+cpu_watch_report torchvision
 echo
 
 AF_RATE="$(json_get "$TMP/augflow.json" images_per_second)"
