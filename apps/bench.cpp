@@ -26,7 +26,7 @@ using Clock = std::chrono::steady_clock;
 
 struct BenchAugmentOptions {
   std::string data;
-  std::string aug = "hflip | scale_crop(256,480,224) | jitter(brightness=0.4,contrast=0.4) | normalize(imagenet)";
+  std::string aug = kDefaultAugSpec;
   int threads = 2;
   int passes = 5;
   int channels = 3;
@@ -34,12 +34,6 @@ struct BenchAugmentOptions {
   bool per_transform = false;
   std::string json;
 };
-
-double median(std::vector<double> xs) {
-  std::sort(xs.begin(), xs.end());
-  const std::size_t n = xs.size();
-  return n % 2 ? xs[n / 2] : 0.5 * (xs[n / 2 - 1] + xs[n / 2]);
-}
 
 /// Runs body(i) for i in [0, n) on the arena; returns images per second.
 template <class Body>
@@ -162,9 +156,7 @@ void run_bench_augment(const BenchAugmentOptions& o) {
     report["per_transform"] = rates;
   }
   if (!o.json.empty()) {
-    std::ofstream file(o.json);
-    file << report.dump(2) << "\n";
-    if (!file) throw IoError(o.json + ": cannot write the JSON report");
+    write_json_report(o.json, report);
   }
 }
 

@@ -20,7 +20,7 @@ using Clock = std::chrono::steady_clock;
 
 struct BenchLoaderOptions {
   std::string data;
-  std::string aug = "hflip | scale_crop(256,480,224) | jitter(brightness=0.4,contrast=0.4) | normalize(imagenet)";
+  std::string aug = kDefaultAugSpec;
   pipeline::LoaderOptions loader;
   int epochs = 3;
   double consumer_ms = 0;
@@ -31,12 +31,6 @@ double peak_rss_mb() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   return usage.ru_maxrss / 1024.0;  // Linux reports kilobytes
-}
-
-double median(std::vector<double> xs) {
-  std::sort(xs.begin(), xs.end());
-  const std::size_t n = xs.size();
-  return n % 2 ? xs[n / 2] : 0.5 * (xs[n / 2 - 1] + xs[n / 2]);
 }
 
 void run_bench_loader(BenchLoaderOptions o) {
@@ -103,9 +97,7 @@ void run_bench_loader(BenchLoaderOptions o) {
         {"consumer_ms", o.consumer_ms},
         {"spec", spec->print()},
     };
-    std::ofstream file(o.json);
-    file << report.dump(2) << "\n";
-    if (!file) throw IoError(o.json + ": cannot write the JSON report");
+    write_json_report(o.json, report);
   }
 }
 

@@ -2,7 +2,11 @@
 // options and callback here; the work is done by the library.
 #pragma once
 
+#include <string>
+#include <vector>
+
 #include <CLI/CLI.hpp>
+#include <nlohmann/json_fwd.hpp>
 
 namespace augflow::apps {
 
@@ -14,6 +18,16 @@ void add_bench_loader_command(CLI::App& bench);
 /// Keeps OpenCV from starting its own threads: augflow's parallelism comes from TBB over
 /// samples, and OpenCV's nested parallel_for_ would oversubscribe the cores (PITFALLS.md).
 void single_threaded_opencv();
+
+/// The ResNet-style default of every --aug option (the lecture's scale augmentation).
+inline constexpr const char* kDefaultAugSpec =
+    "hflip | scale_crop(256,480,224) | jitter(brightness=0.4,contrast=0.4) | normalize(imagenet)";
+
+/// Writes a --json report (one object); throws IoError naming the file when it cannot.
+void write_json_report(const std::string& path, const nlohmann::json& report);
+
+/// Median of a non-empty sample (benchmarks quote medians: the machines are noisy).
+double median(std::vector<double> values);
 
 /// The help text of the augmentation spec language, for --help of every subcommand taking --aug.
 const std::string& aug_spec_help();

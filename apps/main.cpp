@@ -3,26 +3,8 @@
 #include <exception>
 #include <iostream>
 
-#include <opencv2/core.hpp>
-
 #include "apps/commands.hpp"
-#include "augment/spec.hpp"
 #include "common/error.hpp"
-
-namespace augflow::apps {
-
-void single_threaded_opencv() { cv::setNumThreads(0); }
-
-const std::string& aug_spec_help() {
-  static const std::string text =
-      "Augmentation spec: steps joined by '|', e.g.\n"
-      "  'hflip | scale_crop(256,480,224) | jitter(brightness=0.4,contrast=0.4) | normalize(imagenet)'\n"
-      "Arguments are positional (in the order below) or named; ranges are lo:hi; lists [a,b].\n"
-      "Steps:\n" + augment::spec_help();
-  return text;
-}
-
-}  // namespace augflow::apps
 
 int main(int argc, char** argv) {
   CLI::App app{

@@ -18,7 +18,7 @@ namespace fs = std::filesystem;
 
 struct PreviewOptions {
   std::string source;
-  std::string aug = "hflip | scale_crop(256,480,224) | jitter(brightness=0.4,contrast=0.4) | normalize(imagenet)";
+  std::string aug = kDefaultAugSpec;
   std::string views;
   int count = 16;
   std::uint64_t seed = 0;
