@@ -211,17 +211,17 @@ class EpochRun {
     if (ready_.empty()) return std::nullopt;
     auto storage = std::move(ready_.front());
     ready_.pop_front();
+    lock.unlock();
+    // The batch leaves the graph: its tokens go back now, not when the consumer drops it, so a
+    // consumer that keeps batches (even all of them) can never starve the graph.
+    give_back(static_cast<long>(storage->capacity));
     return Batch(std::move(storage), self);
   }
 
-  /// Called when the consumer drops a batch: its tokens go back to the limiter.
+  /// Called when the consumer drops a batch: its buffer is reused for a later one.
   void release(std::unique_ptr<BatchStorage> storage) {
-    const auto positions = static_cast<long>(storage->capacity);
-    {
-      std::lock_guard lock(storage_mutex_);
-      pool_.push_back(std::move(storage));
-    }
-    give_back(positions);
+    std::lock_guard lock(storage_mutex_);
+    pool_.push_back(std::move(storage));
   }
 
   void stop() {

@@ -4,13 +4,16 @@
 //     -> sequencer (restores sample order) -> batch assembler (serial) -> consumer (next())
 //
 // While the consumer trains on batch k, batches k+1.. are decoded and augmented. A token is
-// taken when a sample enters the graph and given back when the consumer releases the batch
-// that holds it, so at most `tokens()` samples are anywhere between the source and the
-// consumer. Peak memory is therefore bounded by configuration, not by the data set:
+// taken when a sample enters the graph and given back when next() hands the batch that holds
+// it to the consumer, so at most `tokens()` samples are inside the graph or its queue of ready
+// batches. Peak memory is therefore bounded by configuration, not by the data set:
 //
 //   tokens x (decoded image bytes + augmented sample bytes)     samples in flight
-//   + (prefetch_batches + 2) x batch_size x C x H x W x 4        batch buffers
+//   + (prefetch_batches + 1 + held) x batch_size x C x H x W x 4  batch buffers
 //   + cache_mb                                                    optional decoded-image cache
+//
+// where `held` is the number of batches the consumer keeps alive at once (normally 1); a
+// released batch's buffer is reused.
 //
 // where tokens = prefetch_batches x batch_size; a decoded image is at most the JPEG region the
 // crop keeps (whole image for other formats), 3 bytes a pixel, and at most --max-pixels.
@@ -65,7 +68,7 @@ struct BatchStorage;
 class EpochRun;
 
 /// A batch: float32 NCHW data, labels and data-set indices of its samples. Move-only; its
-/// destructor gives the buffer and its tokens back to the loader.
+/// destructor gives the buffer back to the loader for reuse.
 class Batch {
  public:
   Batch(std::unique_ptr<BatchStorage> storage, std::shared_ptr<EpochRun> run);

@@ -13,10 +13,12 @@ struct Shard {
   int count = 1;
 };
 
-/// The sample indices of one epoch: the indices not marked in `excluded` (samples found
-/// unusable earlier), shuffled by a Fisher-Yates pass whose draws depend only on (seed, epoch),
-/// then the shard's slice. Without shuffling, ascending order. Same arguments, same order, on
-/// any machine and thread count. Throws ConfigError for a bad shard.
+/// The sample indices of one epoch: all indices shuffled by a Fisher-Yates pass whose draws
+/// depend only on (seed, epoch), the shard's slice of that, then without the indices marked in
+/// `excluded` (samples found unusable earlier). Slicing before excluding keeps the ranks'
+/// slices disjoint and complete even though each rank finds only its own bad files (their
+/// batch counts may then differ by those). Without shuffling, ascending order. Same arguments,
+/// same order, on any machine and thread count. Throws ConfigError for a bad shard.
 std::vector<std::uint64_t> epoch_order(std::size_t dataset_size, const std::vector<bool>& excluded,
                                        std::uint64_t seed, std::uint64_t epoch, bool shuffle,
                                        Shard shard = {});
