@@ -41,6 +41,7 @@ void run_bench_loader(BenchLoaderOptions o) {
   auto data = pipeline::open_dataset(o.data, warn);
   auto spec = std::make_shared<const augment::Pipeline>(augment::parse_pipeline_any(o.aug));
   const std::size_t listed = data.size();
+  o.loader.last_epoch = static_cast<std::uint64_t>(o.epochs);
   pipeline::Loader loader(std::move(data), spec, o.loader, warn);
   const auto shape = loader.sample_shape();
   std::cout << "augflow bench loader: " << listed << " samples in " << loader.dataset().class_names.size()

@@ -158,6 +158,7 @@ class EpochRun {
   /// Builds the graph in the loader's arena (so its tasks run there) and starts it.
   void start() {
     if (order_.empty()) {
+      processed_.store(true);
       finish();
       return;
     }
@@ -233,8 +234,17 @@ class EpochRun {
   }
 
   std::size_t high_water() const { return high_water_.load(); }
+  std::uint64_t epoch() const { return epoch_; }
+  /// Every sample of the epoch has been decoded and augmented (so every bad file is known);
+  /// batches may still be queued for the consumer.
+  bool processed() const { return processed_.load(); }
 
  private:
+  void give_back(long positions) {
+    in_flight_.fetch_sub(positions);
+    if (limiter_) limiter_->decrementer().try_put(positions);
+  }
+
   Decoded decode(const Work& work) {
     note_in_flight();
     Decoded out{work.position, work.sample, false, {}};
@@ -331,6 +341,7 @@ class EpochRun {
       }
     }
     if (done.position + 1 == order_.size()) {
+      processed_.store(true);
       finish();
       release_reservation();
     }
@@ -354,13 +365,8 @@ class EpochRun {
     return *slot;
   }
 
-  void give_back(long positions) {
-    in_flight_.fetch_sub(positions);
-    if (limiter_) limiter_->decrementer().try_put(positions);
-  }
-
   void note_in_flight() {
-    const std::size_t now = in_flight_.fetch_add(1) + 1;
+    const auto now = static_cast<std::size_t>(std::max(0l, in_flight_.fetch_add(1) + 1));
     std::size_t seen = high_water_.load();
     while (now > seen && !high_water_.compare_exchange_weak(seen, now)) {
     }
@@ -403,6 +409,7 @@ class EpochRun {
   bool reserved_ = false;
   std::atomic<bool> released_{false};
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> processed_{false};
 
   std::mutex storage_mutex_;
   std::map<std::uint64_t, std::unique_ptr<BatchStorage>> building_;
@@ -494,6 +501,7 @@ Loader::Loader(Dataset data, std::shared_ptr<const augment::Pipeline> pipeline, 
 }
 
 Loader::~Loader() {
+  if (next_run_) next_run_->shutdown();
   if (run_) run_->shutdown();
 }
 
@@ -501,33 +509,57 @@ std::size_t Loader::tokens() const {
   return static_cast<std::size_t>(options_.prefetch_batches) * options_.batch_size;
 }
 
-void Loader::start_epoch(std::uint64_t epoch) {
-  if (run_) {
-    high_water_ = std::max(high_water_, run_->high_water());
-    run_->shutdown();
-    run_.reset();
-  }
+std::shared_ptr<EpochRun> Loader::make_run(std::uint64_t epoch) {
   auto order = epoch_order(data_.size(), bad_->excluded(), options_.seed, epoch, options_.shuffle, options_.shard);
   if (options_.drop_last) order.resize(order.size() / options_.batch_size * options_.batch_size);
-  if (order.empty() && bad_->count() == data_.size())
+  EpochRun::Context context{&data_, pipeline_.get(), &options_, shape_, bad_.get(), cache_.get(), arena_.get()};
+  return std::make_shared<EpochRun>(context, epoch, std::move(order));
+}
+
+void Loader::retire(std::shared_ptr<EpochRun>& run) {
+  if (!run) return;
+  high_water_ = std::max(high_water_, run->high_water());
+  run->shutdown();
+  run.reset();
+}
+
+void Loader::start_epoch(std::uint64_t epoch) {
+  retire(run_);
+  if (next_run_ && next_run_->epoch() == epoch) {
+    run_ = std::move(next_run_);  // already streaming since the previous epoch was processed
+    return;
+  }
+  retire(next_run_);
+  if (bad_->count() == data_.size())
     throw DataError(data_.name, "no usable image left: all " + std::to_string(data_.size()) +
                                     " samples were skipped (see the messages above)");
-  EpochRun::Context context{&data_, pipeline_.get(), &options_, shape_, bad_.get(), cache_.get(), arena_.get()};
-  run_ = std::make_shared<EpochRun>(context, epoch, std::move(order));
+  run_ = make_run(epoch);
   run_->start();
 }
 
 std::optional<Batch> Loader::next() {
   if (!run_) throw Error("Loader::next() called before start_epoch()");
+  // Once every sample of this epoch is processed, its bad files are known and the next
+  // epoch's order is fixed: start streaming it while the consumer drains this one, so the
+  // consumer does not wait for the pipeline to fill at every epoch boundary.
+  if (options_.prefetch_next_epoch && !next_run_ && run_->processed() &&
+      run_->epoch() < options_.last_epoch && bad_->count() < data_.size()) {
+    next_run_ = make_run(run_->epoch() + 1);
+    next_run_->start();
+  }
   return run_->next(run_, wait_seconds_);
 }
 
 void Loader::stop() {
   if (run_) run_->stop();
+  retire(next_run_);
 }
 
 std::size_t Loader::in_flight_high_water() const {
-  return std::max(high_water_, run_ ? run_->high_water() : 0);
+  std::size_t most = high_water_;
+  if (run_) most = std::max(most, run_->high_water());
+  if (next_run_) most = std::max(most, next_run_->high_water());
+  return most;
 }
 
 std::size_t Loader::cache_bytes() const { return cache_ ? cache_->bytes() : 0; }

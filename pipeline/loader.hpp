@@ -8,12 +8,14 @@
 // it to the consumer, so at most `tokens()` samples are inside the graph or its queue of ready
 // batches. Peak memory is therefore bounded by configuration, not by the data set:
 //
-//   tokens x (decoded image bytes + augmented sample bytes)     samples in flight
-//   + (prefetch_batches + 1 + held) x batch_size x C x H x W x 4  batch buffers
-//   + cache_mb                                                    optional decoded-image cache
+//   tokens x (decoded image bytes + augmented sample bytes)       samples in flight
+//   + (2 x prefetch_batches + 1 + held) x batch_size x C x H x W x 4  batch buffers
+//   + cache_mb                                                      optional decoded-image cache
 //
 // where `held` is the number of batches the consumer keeps alive at once (normally 1); a
-// released batch's buffer is reused.
+// released batch's buffer is reused. The factor 2: at an epoch boundary the next epoch starts
+// streaming (prefetch_next_epoch) while up to prefetch_batches batches of the finished one
+// still wait for the consumer.
 //
 // where tokens = prefetch_batches x batch_size; a decoded image is at most the JPEG region the
 // crop keeps (whole image for other formats), 3 bytes a pixel, and at most --max-pixels.
@@ -53,6 +55,12 @@ struct LoaderOptions {
   std::int64_t max_pixels = augment::kDefaultMaxPixels;
   bool strict = false;       ///< the first unusable sample is an error, not a skip
   std::size_t cache_mb = 0;  ///< keep decoded (not augmented) images up to this size; 0 = off
+  /// Start streaming epoch e+1 as soon as every sample of epoch e is processed (its order is
+  /// fixed then), so the pipeline does not drain at epoch boundaries. Wasted work only if the
+  /// caller then asks for an epoch other than e+1.
+  bool prefetch_next_epoch = true;
+  /// The last epoch the caller will ask for: nothing is prefetched beyond it.
+  std::uint64_t last_epoch = ~0ull;
 };
 
 /// The shape every sample of a batch has.
@@ -106,7 +114,8 @@ class Loader {
   const LoaderOptions& options() const { return options_; }
   std::size_t tokens() const;
 
-  /// Starts streaming `epoch` (stopping the previous one if it is still running).
+  /// Starts streaming `epoch` (stopping the previous one if it is still running; picking up
+  /// the early start of epoch e+1 when that is the one asked for).
   void start_epoch(std::uint64_t epoch);
   /// The next batch of the current epoch, or nothing at its end. Rethrows a node's error.
   std::optional<Batch> next();
@@ -130,6 +139,10 @@ class Loader {
   std::unique_ptr<DecodedCache> cache_;
   std::unique_ptr<tbb::task_arena> arena_;
   std::shared_ptr<EpochRun> run_;
+  std::shared_ptr<EpochRun> next_run_;  ///< epoch run_+1, started early (prefetch_next_epoch)
+
+  std::shared_ptr<EpochRun> make_run(std::uint64_t epoch);
+  void retire(std::shared_ptr<EpochRun>& run);
   double wait_seconds_ = 0;
   std::size_t high_water_ = 0;
 };

@@ -737,6 +737,9 @@ TEST(BadFiles, ShardsStayDisjointAndCompleteAfterExclusions) {
   for (int rank = 0; rank < 2; ++rank) {
     LoaderOptions o = options(4, 2, 2, 19);
     o.shard = {rank, 2};
+    // The bad-file counts are checked after epoch 0: no early start of epoch 1 (which would
+    // already find bad files of its own slice).
+    o.prefetch_next_epoch = false;
     ranks.push_back(std::make_unique<Loader>(f.data, spec(kIdentity32), o));
   }
   for (std::uint64_t epoch : {0u, 1u, 2u}) {
@@ -1089,6 +1092,26 @@ TEST(Loader, PrefetchHidesDecodingFromASlowConsumer) {
   EXPECT_GE(loader.wait_seconds(), 0.0);
   EXPECT_LT(loader.wait_seconds(), 0.2 * total)
       << "the consumer waited " << loader.wait_seconds() << " s of " << total << " s";
+}
+
+// The early start of epoch e+1 (prefetch_next_epoch) must not change a single byte: the next
+// epoch's order is only fixed once every sample of epoch e is processed.
+TEST(Loader, EarlyStartOfTheNextEpochChangesNothing) {
+  TempDir dir;
+  const Dataset data = noise_folder(dir, 30, 3);
+  const auto pipeline = spec(kTrainSpec);
+  LoaderOptions eager = options(8, 2, 2, 13);
+  LoaderOptions lazy = eager;
+  lazy.prefetch_next_epoch = false;
+  Loader a(data, pipeline, eager);
+  Loader b(data, pipeline, lazy);
+  for (std::uint64_t epoch : {0u, 1u, 2u}) {
+    SCOPED_TRACE("epoch " + std::to_string(epoch));
+    EXPECT_TRUE(same_batches(stream(a, epoch, 2ms), stream(b, epoch)));
+  }
+  // Asking for another epoch than the one started early discards the early start.
+  Loader fresh(data, pipeline, lazy);
+  EXPECT_TRUE(same_batches(stream(a, 7), stream(fresh, 7)));
 }
 
 }  // namespace
