@@ -1,0 +1,61 @@
+// 2-D convolution ("convNkK[sS][pP]"): N output channels, K x K kernel, stride S, zero padding
+// P, over NCHW inputs, as im2col + GEMM (Caffe's scheme).
+//
+// Per sample: col = im2col(x_i) is (C*K*K) x (Ho*Wo), y_i = W col + b with W the
+// out x (C*K*K) weight matrix (He-normal, std sqrt(2 / (C*K*K))), b one bias per output
+// channel. Backward recomputes col (keeping every sample's col would cost C*K*K times the input
+// memory): dW += dy_i col^T, db += row sums of dy_i, dx_i = col2im(W^T dy_i). A 1x1 kernel with
+// stride 1 and no padding uses x_i itself as col.
+//
+// Work runs over the batch in the fixed chunks of model/parallel.hpp; each chunk owns its col
+// buffers and its partial dW/db, added to the gradients in chunk order, so results are
+// bit-identical for any thread count. Buffers persist across calls: no allocation in the hot
+// loop after the first batch.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "model/layer.hpp"
+
+namespace augflow::model {
+
+class Conv2d : public Layer {
+ public:
+  /// `in` is the input shape (n ignored). `bias` false drops b (before batch norm it is
+  /// redundant: the residual block uses that).
+  Conv2d(const Shape& in, int out, int kernel, int stride = 1, int pad = 0, bool bias = true);
+
+  std::string spec() const override;
+  Shape output_shape(const Shape& in) const override;
+  void forward(const Tensor& x, Tensor& y, const ForwardContext& ctx) override;
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) override;
+  void initialize(Rng& rng) override;
+  std::vector<Param*> params() override;
+  double flops_per_sample(const Shape& in) const override;
+
+  Param& weight() { return weight_; }
+  Param& bias() { return bias_; }
+  /// Renames the parameters "<prefix>.weight" and "<prefix>.bias".
+  void set_param_prefix(const std::string& prefix);
+
+ private:
+  bool pointwise() const { return k_ == 1 && s_ == 1 && p_ == 0; }
+  void im2col(const float* x, float* col) const;
+  void col2im(const float* col, float* x) const;
+  /// Grows the per-chunk buffers for `chunks` chunks (no shrinking).
+  void reserve_chunks(int chunks, bool backward);
+
+  int c_, h_, w_;          // input channels, height, width
+  int out_, k_, s_, p_;
+  int ho_, wo_;            // output height, width
+  bool has_bias_;
+  Param weight_;           // 1 x out x (C*K*K) x 1 (row-major out x C*K*K)
+  Param bias_;             // 1 x out x 1 x 1 (empty without bias)
+  std::vector<std::vector<float>> col_;     // per chunk: (C*K*K) x (Ho*Wo)
+  std::vector<std::vector<float>> dcol_;    // per chunk: (C*K*K) x (Ho*Wo)
+  std::vector<std::vector<float>> dw_part_; // per chunk: out x (C*K*K)
+  std::vector<std::vector<float>> db_part_; // per chunk: out
+};
+
+}  // namespace augflow::model

@@ -1,0 +1,146 @@
+#include "model/dense.hpp"
+
+#include <charconv>
+#include <cmath>
+
+#include "common/error.hpp"
+#include "model/parallel.hpp"
+
+namespace augflow::model {
+namespace {
+
+/// Shortest text that reads back as `v` ("0.5", "32"): the compact spec's number form.
+std::string number_text(double v) {
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, r.ptr);
+}
+
+}  // namespace
+
+Dense::Dense(const Shape& in, int out, double dropconnect)
+    : in_(static_cast<int>(in.per_sample())), out_(out), drop_(dropconnect) {
+  if (out_ < 1) throw SpecError("fc: the output count must be at least 1", "fc");
+  if (!(drop_ >= 0.0 && drop_ < 1.0))
+    throw SpecError("fc: the DropConnect probability must be in [0, 1), got " + number_text(drop_),
+                    spec());
+  if (in_ < 1) throw ShapeError(spec() + ": empty input " + in.str());
+  weight_.name = "fc.weight";
+  weight_.value = Tensor({1, out_, in_, 1});
+  weight_.grad = Tensor({1, out_, in_, 1});
+  bias_.name = "fc.bias";
+  bias_.value = Tensor({1, out_, 1, 1});
+  bias_.grad = Tensor({1, out_, 1, 1});
+  bias_.regularized = false;
+}
+
+std::string Dense::spec() const { return "fc" + std::to_string(out_); }
+
+Shape Dense::output_shape(const Shape& in) const {
+  if (in.per_sample() != static_cast<std::size_t>(in_))
+    throw ShapeError(spec() + ": expects " + std::to_string(in_) +
+                     " input features per sample, got " + in.str());
+  return {in.n, out_, 1, 1};
+}
+
+void Dense::initialize(Rng& rng) {
+  const double std_dev = std::sqrt(2.0 / in_);
+  for (float& w : weight_.value.storage()) w = static_cast<float>(rng.normal() * std_dev);
+  bias_.value.fill(0.0f);
+}
+
+double Dense::flops_per_sample(const Shape& in) const {
+  (void)in;
+  return static_cast<double>(in_) * out_;
+}
+
+void Dense::forward(const Tensor& x, Tensor& y, const ForwardContext& ctx) {
+  const Shape out = output_shape(x.shape());
+  y.resize(out);
+  const int n = out.n;
+  masked_ = ctx.mode == Mode::train && drop_ > 0.0;
+  const float* w_data = weight_.value.data();
+  if (masked_) {
+    // One mask per batch (see the header): kept with probability 1 - P, scaled by 1 / (1 - P).
+    const std::size_t size = weight_.value.size();
+    mask_.resize(size);
+    masked_w_.resize(size);
+    Rng rng = ctx.rng(0);
+    const double keep = 1.0 - drop_;
+    const float scale = static_cast<float>(1.0 / keep);
+    for (std::size_t i = 0; i < size; ++i) {
+      mask_[i] = rng.bernoulli(keep) ? scale : 0.0f;
+      masked_w_[i] = w_data[i] * mask_[i];
+    }
+    w_data = masked_w_.data();
+  }
+  const ConstMatrixMap w(w_data, out_, in_);
+  const Eigen::Map<const Eigen::RowVectorXf> b(bias_.value.data(), out_);
+  const ConstMatrixMap xm(x.data(), n, in_);
+  MatrixMap ym(y.data(), n, out_);
+  for_each_chunk(n, static_cast<std::size_t>(n) * (in_ + out_) * 4, [&](int, int begin, int end) {
+    auto block = ym.middleRows(begin, end - begin);
+    block.noalias() = xm.middleRows(begin, end - begin) * w.transpose();
+    block.rowwise() += b;
+  });
+}
+
+void Dense::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) {
+  (void)y;
+  const int n = x.shape().n;
+  dx.resize(x.shape());
+  const ConstMatrixMap w(masked_ ? masked_w_.data() : weight_.value.data(), out_, in_);
+  const ConstMatrixMap xm(x.data(), n, in_);
+  const ConstMatrixMap dym(dy.data(), n, out_);
+  MatrixMap dxm(dx.data(), n, in_);
+  const std::size_t work = static_cast<std::size_t>(n) * (in_ + out_) * 4;
+  // dx = dy W (rows independent: chunks over the batch).
+  for_each_chunk(n, work, [&](int, int begin, int end) {
+    dxm.middleRows(begin, end - begin).noalias() = dym.middleRows(begin, end - begin) * w;
+  });
+  // dW += dy^T x and db += column sums of dy: chunks over the OUTPUT rows of W, each a whole-
+  // batch product, so no partial buffers are needed (an out x in buffer per chunk would be large
+  // for wide layers) and the layout depends only on `out`.
+  MatrixMap dw(weight_.grad.data(), out_, in_);
+  float* db = bias_.grad.data();
+  const float* mask = mask_.data();
+  const bool masked = masked_;
+  for_each_chunk(out_, work, [&](int, int begin, int end) {
+    const int rows = end - begin;
+    if (masked) {
+      const Matrix g = dym.middleCols(begin, rows).transpose() * xm;
+      const ConstMatrixMap m(mask + static_cast<std::size_t>(begin) * in_, rows, in_);
+      dw.middleRows(begin, rows).array() += g.array() * m.array();
+    } else {
+      dw.middleRows(begin, rows).noalias() += dym.middleCols(begin, rows).transpose() * xm;
+    }
+    for (int j = begin; j < end; ++j) {
+      float s = 0.0f;
+      for (int i = 0; i < n; ++i) s += dym(i, j);
+      db[j] += s;
+    }
+  });
+}
+
+DropConnectMarker::DropConnectMarker(double p) : p_(p) {
+  if (!(p_ >= 0.0 && p_ < 1.0))
+    throw SpecError("dc: the DropConnect probability must be in [0, 1), got " + number_text(p_),
+                    "dc" + number_text(p_));
+}
+
+std::string DropConnectMarker::spec() const { return "dc" + number_text(p_); }
+
+void DropConnectMarker::forward(const Tensor& x, Tensor& y, const ForwardContext& ctx) {
+  (void)ctx;
+  y.resize(x.shape());
+  std::copy(x.storage().begin(), x.storage().begin() + x.size(), y.data());
+}
+
+void DropConnectMarker::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) {
+  (void)x;
+  (void)y;
+  dx.resize(dy.shape());
+  std::copy(dy.data(), dy.data() + dy.size(), dx.data());
+}
+
+}  // namespace augflow::model

@@ -1,0 +1,52 @@
+// The data loss of training: softmax cross-entropy over the logits of the last layer, plus the
+// softmax probabilities and top-k correctness that evaluation needs.
+//
+// Contract:
+// - Logits are N x K x 1 x 1 (K classes, as Net::forward returns them); labels are N class ids
+//   in [0, K). Any other shape, a label count other than N, or a label outside [0, K) throws
+//   ShapeError naming the sample and the class count.
+// - The loss is the MEAN over the batch: L = -(1/N) Σ_i log softmax(z_i)[y_i]. It is computed
+//   stably, as log Σ_j exp(z_ij - m_i) - (z_iy - m_i) with m_i the row maximum, in double.
+// - dlogits = (softmax(z) - onehot(y)) / N, so that backward of the mean loss needs no further
+//   scaling. dlogits is resized to the logits' shape.
+// - A non-finite loss is NOT an error here: a NaN or infinite logit gives a NaN or infinite loss
+//   (and non-finite dlogits), returned as is. The training loop must test
+//   std::isfinite(result.loss) and stop (divergence: lower the learning rate).
+// - Ties in top-1/top-k go to the lower class index, so results are deterministic.
+#pragma once
+
+#include <span>
+
+#include "model/tensor.hpp"
+
+namespace augflow::model {
+
+struct LossResult {
+  double loss = 0.0;  ///< mean cross-entropy over the batch; may be NaN/inf (see above)
+  int correct = 0;    ///< samples whose top-1 prediction equals the label
+};
+
+/// Mean softmax cross-entropy of `logits` (N x K x 1 x 1) against `labels` (N ids in [0, K));
+/// fills `dlogits` = (softmax - onehot) / N. Throws ShapeError on a bad shape or label.
+LossResult softmax_cross_entropy(const Tensor& logits, std::span<const int> labels,
+                                 Tensor& dlogits);
+
+/// The same loss and top-1 count without the gradient (evaluation).
+LossResult softmax_cross_entropy(const Tensor& logits, std::span<const int> labels);
+
+/// Row-wise softmax probabilities (stable: the row maximum is subtracted first); `probs` is
+/// resized to the logits' shape. Evaluation averages these over views or ensemble members.
+void softmax(const Tensor& logits, Tensor& probs);
+
+/// Mean negative log-likelihood of `probs` (N x K x 1 x 1, rows summing to 1, e.g. averaged
+/// softmax outputs of an ensemble) against `labels`, with the top-1 count. A probability of 0
+/// for the true class gives an infinite loss (returned as is).
+LossResult nll_of_probabilities(const Tensor& probs, std::span<const int> labels);
+
+/// Number of samples whose label is among the k highest scores of its row (scores are logits
+/// or probabilities: the ranking is the same). k >= 1; k >= K counts every sample. The rank of
+/// the label is the number of classes scoring higher, plus those scoring equal with a lower
+/// index. Throws ConfigError when k < 1, ShapeError on bad shapes or labels.
+int count_top_k(const Tensor& scores, std::span<const int> labels, int k);
+
+}  // namespace augflow::model

@@ -1,0 +1,182 @@
+// The network container: builds the layers of a ModelSpec for one input shape and runs them in
+// sequence (see model/net.hpp).
+//
+// One layer per token (an "sdP" token is not in ModelSpec::layers), so layer i is token i of
+// the printed spec. What the network adds to the tokens before make_layer sees them:
+// - the P of a dcP token becomes the "dropconnect" argument of the next fc (the dc token itself
+//   builds an identity marker layer);
+// - every res block gets a "survival" argument, its stochastic-depth survival probability,
+//   decaying linearly from 1 at the input to ModelSpec::survival (p_L) at the last block:
+//   p_l = 1 - (l / L) (1 - p_L) for the l-th of L blocks (Huang et al. 2016, eq. 4);
+//   1 everywhere when the spec has no sdP.
+//
+// Layer i's parameters are named "i.<the layer's own name>" (e.g. "3.weight"), made unique by
+// appending ".j" (the parameter's position in the layer) if a layer repeats a name, so that
+// checkpoints can match them by name. The names are assigned once, at construction.
+#include "model/net.hpp"
+
+#include <set>
+#include <string>
+
+#include "common/error.hpp"
+
+namespace augflow::model {
+namespace {
+
+/// The stream of the initialisation generators ("INIT"), apart from the forward-pass streams.
+constexpr std::uint64_t kInitStream = 0x494E4954ull;
+
+/// The token as written in the compact form ("conv32k3p1"), for messages.
+std::string token_text(const LayerSpec& layer) {
+  try {
+    return print_model_spec(ModelSpec{{layer}, 1.0});
+  } catch (const Error&) {
+    return layer.kind;
+  }
+}
+
+std::string chw(const Shape& s) {
+  return std::to_string(s.c) + "x" + std::to_string(s.h) + "x" + std::to_string(s.w);
+}
+
+}  // namespace
+
+Net::Net(const ModelSpec& spec, Shape input, int classes) : spec_(spec), input_(input), classes_(classes) {
+  if (input.c < 1 || input.h < 1 || input.w < 1)
+    throw ShapeError("model: the input shape " + chw(input) + " has an empty dimension");
+  if (classes < 1) throw ShapeError("model: the class count must be at least 1, not " + std::to_string(classes));
+  if (spec.layers.empty()) throw SpecError("model spec: the model has no layers");
+
+  int res_total = 0;
+  for (const auto& layer : spec.layers) res_total += layer.kind == "res";
+
+  // Shapes are per sample: n is 1 while the network is built.
+  Shape shape = input;
+  shape.n = 1;
+  input_.n = 0;
+  const double* pending_dc = nullptr;
+  int res_seen = 0;
+  std::set<std::string> names;
+  for (std::size_t t = 0; t < spec.layers.size(); ++t) {
+    const LayerSpec& token = spec.layers[t];
+    if (token.kind == "dc") {
+      const auto it = token.args.find("p");
+      if (it == token.args.end()) throw SpecError("model spec: dc without a probability", "dc", t);
+      pending_dc = &it->second;
+    }
+    LayerSpec built = token;
+    if (token.kind == "fc" && pending_dc) {
+      built.args["dropconnect"] = *pending_dc;
+      pending_dc = nullptr;
+    }
+    if (token.kind == "res") {
+      ++res_seen;
+      built.args["survival"] = 1.0 - (static_cast<double>(res_seen) / res_total) * (1.0 - spec.survival);
+    }
+
+    LayerPtr layer;
+    Shape out;
+    const std::size_t index = layers_.size();
+    try {
+      layer = make_layer(built, shape);
+      out = layer->output_shape(shape);
+    } catch (const ShapeError& e) {
+      throw ShapeError("model: layer " + std::to_string(index) + " (" + token_text(token) + ") does not fit its input " +
+                       chw(shape) + ": " + e.what());
+    }
+    if (out.c < 1 || out.h < 1 || out.w < 1)
+      throw ShapeError("model: layer " + std::to_string(index) + " (" + layer->spec() + ") turns its input " +
+                       chw(shape) + " into " + chw(out) + "; the input is too small for this spec");
+
+    std::size_t j = 0;
+    for (Param* p : layer->params()) {
+      std::string name = std::to_string(index) + "." + (p->name.empty() ? "param" + std::to_string(j) : p->name);
+      if (names.count(name)) name += "." + std::to_string(j);
+      names.insert(name);
+      p->name = std::move(name);
+      ++j;
+    }
+    shapes_.push_back(shape);
+    layers_.push_back(std::move(layer));
+    shape = out;
+  }
+  if (pending_dc)
+    throw SpecError("model spec: dc (DropConnect) is not followed by an fc", "dc", spec.layers.size() - 1);
+  shapes_.push_back(shape);
+
+  const std::string last = layers_.back()->spec();
+  if (shape.h != 1 || shape.w != 1)
+    throw ShapeError("model: the model ends with " + last + ", whose output per sample is " + chw(shape) +
+                     ", but the logits must be one value per class; end the spec with fc" +
+                     std::to_string(classes));
+  if (shape.c != classes)
+    throw ShapeError("model: the model ends with " + last + " (" + std::to_string(shape.c) +
+                     " outputs) but the data has " + std::to_string(classes) + " classes; end the spec with fc" +
+                     std::to_string(classes));
+  activations_.resize(layers_.size());
+  gradients_.resize(2);
+}
+
+void Net::initialize(std::uint64_t seed) {
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    Rng rng({seed, 0, i}, kInitStream);
+    layers_[i]->initialize(rng);
+  }
+}
+
+const Tensor& Net::forward(const Tensor& x, ForwardContext ctx) {
+  const Shape& s = x.shape();
+  if (s.c != input_.c || s.h != input_.h || s.w != input_.w || s.n < 1)
+    throw ShapeError("model: the batch is " + s.str() + " but the model was built for inputs of " + chw(input_));
+  const Tensor* in = &x;
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    ctx.layer_index = static_cast<int>(i);
+    layers_[i]->forward(*in, activations_[i], ctx);
+    in = &activations_[i];
+  }
+  input_batch_ = &x;
+  return activations_.back();
+}
+
+void Net::backward(const Tensor& dlogits) {
+  if (!input_batch_) throw Error("model: backward called before forward");
+  if (dlogits.shape() != activations_.back().shape())
+    throw ShapeError("model: the logits' gradient is " + dlogits.shape().str() + " but the logits are " +
+                     activations_.back().shape().str());
+  // Two scratch tensors are enough: layer i reads dy (layer i+1's dx) and writes dx into the
+  // other one, which layer i+1 has finished with.
+  for (std::size_t k = layers_.size(); k-- > 0;) {
+    const Tensor& x = k == 0 ? *input_batch_ : activations_[k - 1];
+    const Tensor& dy = k + 1 == layers_.size() ? dlogits : gradients_[(k + 1) % 2];
+    layers_[k]->backward(x, activations_[k], dy, gradients_[k % 2]);
+  }
+}
+
+void Net::zero_grad() {
+  for (Param* p : params()) {
+    if (p->grad.shape() != p->value.shape()) p->grad.resize(p->value.shape());
+    p->grad.fill(0.0f);
+  }
+}
+
+std::vector<Param*> Net::params() {
+  std::vector<Param*> all;
+  for (auto& layer : layers_)
+    for (Param* p : layer->params()) all.push_back(p);
+  return all;
+}
+
+std::vector<Tensor*> Net::state() {
+  std::vector<Tensor*> all;
+  for (auto& layer : layers_)
+    for (Tensor* t : layer->state()) all.push_back(t);
+  return all;
+}
+
+double Net::flops_per_sample() const {
+  double total = 0;
+  for (std::size_t i = 0; i < layers_.size(); ++i) total += layers_[i]->flops_per_sample(shapes_[i]);
+  return total;
+}
+
+}  // namespace augflow::model

@@ -1,0 +1,62 @@
+// Pooling and reshaping layers over NCHW tensors:
+//   MaxPool ("poolK")     K x K windows, stride K (non-overlapping); output floor(H/K) x floor(W/K)
+//                         (rows/columns past the last whole window are dropped, as in PyTorch).
+//                         Forward remembers each window's argmax (the first maximum in raster
+//                         order); backward routes dy there.
+//   AvgPool ("avgpoolK")  the same windows, averaged.
+//   GlobalAvgPool ("gap") N x C x H x W -> N x C x 1 x 1.
+//   Flatten ("flatten")   N x C x H x W -> N x (C*H*W) x 1 x 1 (the same floats).
+// No parameters; parallel over the batch (samples are independent, so any split gives the same
+// result).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/layer.hpp"
+
+namespace augflow::model {
+
+class MaxPool : public Layer {
+ public:
+  MaxPool(const Shape& in, int k);
+  std::string spec() const override { return "pool" + std::to_string(k_); }
+  Shape output_shape(const Shape& in) const override;
+  void forward(const Tensor& x, Tensor& y, const ForwardContext& ctx) override;
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) override;
+
+ private:
+  int k_;
+  std::vector<std::int32_t> argmax_;  // per output value: its input's offset in the sample
+};
+
+class AvgPool : public Layer {
+ public:
+  AvgPool(const Shape& in, int k);
+  std::string spec() const override { return "avgpool" + std::to_string(k_); }
+  Shape output_shape(const Shape& in) const override;
+  void forward(const Tensor& x, Tensor& y, const ForwardContext& ctx) override;
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) override;
+
+ private:
+  int k_;
+};
+
+class GlobalAvgPool : public Layer {
+ public:
+  std::string spec() const override { return "gap"; }
+  Shape output_shape(const Shape& in) const override;
+  void forward(const Tensor& x, Tensor& y, const ForwardContext& ctx) override;
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) override;
+};
+
+class Flatten : public Layer {
+ public:
+  std::string spec() const override { return "flatten"; }
+  Shape output_shape(const Shape& in) const override;
+  void forward(const Tensor& x, Tensor& y, const ForwardContext& ctx) override;
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) override;
+};
+
+}  // namespace augflow::model

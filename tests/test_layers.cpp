@@ -1,0 +1,636 @@
+// Layers: the numeric gradient check of every layer kind (a loop over the registry's kinds),
+// forward values worked out by hand, dropout and stochastic-depth statistics, thread-count
+// independence, and the "backward adds into gradients" contract.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <numeric>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <tbb/task_arena.h>
+
+#include "common/error.hpp"
+#include "common/rng.hpp"
+#include "model/batch_norm.hpp"
+#include "model/conv.hpp"
+#include "model/dense.hpp"
+#include "model/dropout.hpp"
+#include "model/grad_check.hpp"
+#include "model/net.hpp"
+#include "model/residual.hpp"
+
+namespace augflow::model {
+namespace {
+
+/// Every kind of model/config.hpp's grammar (keep in step with make_layer).
+const std::vector<std::string> kAllKinds = {"conv", "fc",   "bn",      "relu", "lrelu",
+                                            "tanh", "pool", "avgpool", "gap",  "flatten",
+                                            "drop", "dc",   "res"};
+
+enum class Input { uniform, away_from_zero, distinct };
+
+struct Case {
+  std::string name;
+  LayerSpec spec;
+  Shape in;
+  Mode mode = Mode::test;
+  Input input = Input::uniform;
+  double step = 1e-2;
+  /// Residual blocks: more float operations between input and loss, so a larger noise floor.
+  double abs_floor = 1e-2;
+};
+
+std::vector<Case> grad_cases() {
+  using A = std::map<std::string, double>;
+  return {
+      {"fc", {"fc", A{{"out", 4}}}, {3, 2, 3, 3}},
+      {"fc_dropconnect_train", {"fc", A{{"out", 3}, {"dropconnect", 0.4}}}, {3, 5, 1, 1}, Mode::train},
+      {"conv_k3p1", {"conv", A{{"out", 3}, {"k", 3}, {"p", 1}}}, {2, 2, 5, 5}},
+      {"conv_k3s2p1", {"conv", A{{"out", 2}, {"k", 3}, {"s", 2}, {"p", 1}}}, {2, 3, 6, 6}},
+      {"conv_k2s2_remainder", {"conv", A{{"out", 2}, {"k", 2}, {"s", 2}}}, {2, 2, 5, 5}},
+      {"conv_k3p0", {"conv", A{{"out", 2}, {"k", 3}}}, {2, 2, 5, 6}},
+      {"conv_k1", {"conv", A{{"out", 3}, {"k", 1}}}, {2, 2, 4, 4}},
+      {"bn_conv_train", {"bn", {}}, {3, 2, 5, 5}, Mode::train},
+      {"bn_conv_test", {"bn", {}}, {2, 3, 4, 4}, Mode::test},
+      {"bn_fc_train", {"bn", {}}, {4, 5, 1, 1}, Mode::train},
+      {"relu", {"relu", {}}, {2, 3, 5, 5}, Mode::test, Input::away_from_zero},
+      {"lrelu", {"lrelu", A{{"a", 0.1}}}, {2, 3, 5, 5}, Mode::test, Input::away_from_zero},
+      {"tanh", {"tanh", {}}, {2, 3, 5, 5}},
+      {"pool", {"pool", A{{"k", 2}}}, {2, 2, 5, 5}, Mode::test, Input::distinct},
+      {"avgpool", {"avgpool", A{{"k", 2}}}, {2, 2, 5, 5}},
+      {"gap", {"gap", {}}, {2, 3, 4, 5}},
+      {"flatten", {"flatten", {}}, {2, 2, 3, 3}},
+      {"drop_train", {"drop", A{{"p", 0.5}}}, {3, 2, 5, 5}, Mode::train},
+      {"drop_test", {"drop", A{{"p", 0.5}}}, {2, 2, 3, 3}},
+      {"dc", {"dc", A{{"p", 0.5}}}, {2, 4, 1, 1}, Mode::train},
+      {"res_identity_train", {"res", A{{"out", 2}}}, {2, 2, 5, 5}, Mode::train, Input::uniform, 3e-3, 0.05},
+      {"res_projection_train", {"res", A{{"out", 3}, {"s", 2}}}, {2, 2, 6, 6}, Mode::train, Input::uniform, 3e-3, 0.05},
+      {"res_survival_train", {"res", A{{"out", 2}, {"survival", 0.5}}}, {3, 2, 5, 5}, Mode::train, Input::uniform, 3e-3, 0.05},
+      {"res_survival_test", {"res", A{{"out", 2}, {"survival", 0.5}}}, {2, 2, 5, 5}, Mode::test, Input::uniform, 1e-3, 0.05},
+  };
+}
+
+Tensor make_input(const Shape& shape, Input kind, std::uint64_t seed) {
+  Tensor x(shape);
+  Rng rng({seed, 1, 2}, 3);
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    if (kind == Input::uniform) {
+      x[i] = static_cast<float>(rng.uniform(-1.0, 1.0));
+    } else if (kind == Input::away_from_zero) {
+      const double magnitude = rng.uniform(0.2, 1.0);
+      x[i] = static_cast<float>(rng.bernoulli(0.5) ? magnitude : -magnitude);
+    } else {
+      x[i] = static_cast<float>((static_cast<double>(i) - x.size() / 2.0) * 0.05);
+    }
+  }
+  if (kind == Input::distinct) {  // a shuffle (Fisher-Yates): values stay 0.05 apart
+    for (std::size_t i = x.size(); i > 1; --i)
+      std::swap(x[i - 1], x[static_cast<std::size_t>(rng.uniform_int(0, static_cast<std::int64_t>(i) - 1))]);
+  }
+  return x;
+}
+
+LayerPtr build(const LayerSpec& spec, const Shape& in, std::uint64_t seed = 7) {
+  LayerPtr layer = make_layer(spec, in);
+  Rng rng({seed, 0, 0}, 11);
+  layer->initialize(rng);
+  // Non-trivial batch-norm parameters and running statistics, so that gamma, beta and the test
+  // mode are really exercised.
+  Rng perturb({seed, 0, 1}, 12);
+  for (Param* p : layer->params())
+    if (!p->regularized)
+      for (float& v : p->value.storage()) v += static_cast<float>(perturb.uniform(-0.3, 0.3));
+  for (Tensor* t : layer->state())
+    for (float& v : t->storage()) v += static_cast<float>(perturb.uniform(0.0, 0.5));
+  return layer;
+}
+
+ForwardContext train_context(std::uint64_t step = 3) {
+  ForwardContext ctx;
+  ctx.mode = Mode::train;
+  ctx.seed = 99;
+  ctx.step = step;
+  ctx.layer_index = 2;
+  return ctx;
+}
+
+ForwardContext context_for(Mode mode) {
+  ForwardContext ctx = train_context();
+  ctx.mode = mode;
+  return ctx;
+}
+
+TEST(LayerRegistry, EveryKindIsBuiltAndGradientChecked) {
+  std::set<std::string> covered;
+  for (const Case& c : grad_cases()) covered.insert(c.spec.kind);
+  for (const std::string& kind : kAllKinds) {
+    EXPECT_TRUE(covered.count(kind)) << kind << " has no gradient-check case";
+  }
+  for (const Case& c : grad_cases()) {
+    EXPECT_TRUE(std::count(kAllKinds.begin(), kAllKinds.end(), c.spec.kind)) << c.spec.kind;
+  }
+}
+
+TEST(LayerRegistry, UnknownKindAndBadArgumentsAreSpecErrors) {
+  EXPECT_THROW(make_layer({"lstm", {}}, {1, 3, 8, 8}), SpecError);
+  EXPECT_THROW(make_layer({"drop", {{"p", 1.0}}}, {1, 3, 8, 8}), SpecError);
+  EXPECT_THROW(make_layer({"drop", {{"p", -0.1}}}, {1, 3, 8, 8}), SpecError);
+  EXPECT_THROW(make_layer({"dc", {{"p", 1.0}}}, {1, 3, 1, 1}), SpecError);
+  EXPECT_THROW(make_layer({"conv", {{"out", 0}, {"k", 3}}}, {1, 3, 8, 8}), SpecError);
+  EXPECT_THROW(make_layer({"conv", {{"out", 4}, {"k", 2.5}}}, {1, 3, 8, 8}), SpecError);
+  EXPECT_THROW(make_layer({"conv", {{"out", 4}}}, {1, 3, 8, 8}), SpecError);  // k missing
+  EXPECT_THROW(make_layer({"fc", {{"out", 4}, {"k", 3}}}, {1, 3, 8, 8}), SpecError);
+  EXPECT_THROW(make_layer({"res", {{"out", 4}, {"survival", 0.0}}}, {1, 3, 8, 8}), SpecError);
+  EXPECT_THROW(make_layer({"res", {{"out", 4}, {"survival", 1.5}}}, {1, 3, 8, 8}), SpecError);
+}
+
+TEST(LayerRegistry, ShapeMismatchNamesTheToken) {
+  try {
+    make_layer({"conv", {{"out", 8}, {"k", 5}}}, {1, 3, 3, 3});
+    FAIL() << "no ShapeError";
+  } catch (const ShapeError& e) {
+    EXPECT_NE(std::string(e.what()).find("conv8k5"), std::string::npos) << e.what();
+  }
+  try {
+    make_layer({"pool", {{"k", 4}}}, {1, 3, 2, 2});
+    FAIL() << "no ShapeError";
+  } catch (const ShapeError& e) {
+    EXPECT_NE(std::string(e.what()).find("pool4"), std::string::npos) << e.what();
+  }
+  try {
+    make_layer({"res", {{"out", 8}, {"s", 2}}}, {1, 3, 0, 0});
+    FAIL() << "no ShapeError";
+  } catch (const ShapeError& e) {
+    EXPECT_NE(std::string(e.what()).find("res"), std::string::npos) << e.what();
+  }
+  LayerPtr fc = make_layer({"fc", {{"out", 10}}}, {1, 3, 4, 4});
+  EXPECT_THROW(fc->output_shape({2, 3, 4, 5}), ShapeError);
+}
+
+TEST(LayerRegistry, SpecTokensAndShapes) {
+  const std::vector<std::pair<LayerSpec, std::string>> tokens = {
+      {{"conv", {{"out", 32}, {"k", 3}, {"p", 1}}}, "conv32k3p1"},
+      {{"conv", {{"out", 8}, {"k", 3}, {"s", 2}, {"p", 1}}}, "conv8k3s2p1"},
+      {{"fc", {{"out", 10}}}, "fc10"},
+      {{"bn", {}}, "bn"},
+      {{"relu", {}}, "relu"},
+      {{"lrelu", {}}, "lrelu"},
+      {{"lrelu", {{"a", 0.2}}}, "lrelu0.2"},
+      {{"tanh", {}}, "tanh"},
+      {{"pool", {{"k", 2}}}, "pool2"},
+      {{"avgpool", {{"k", 2}}}, "avgpool2"},
+      {{"gap", {}}, "gap"},
+      {{"flatten", {}}, "flatten"},
+      {{"drop", {{"p", 0.5}}}, "drop0.5"},
+      {{"dc", {{"p", 0.25}}}, "dc0.25"},
+      {{"res", {{"out", 16}, {"s", 2}}}, "res16s2"},
+  };
+  for (const auto& [spec, token] : tokens) EXPECT_EQ(make_layer(spec, {1, 4, 8, 8})->spec(), token);
+  for (const Case& c : grad_cases()) {
+    LayerPtr layer = build(c.spec, c.in);
+    Tensor x = make_input(c.in, c.input, 5), y;
+    layer->forward(x, y, context_for(c.mode));
+    EXPECT_EQ(y.shape(), layer->output_shape(c.in)) << c.name;
+  }
+}
+
+TEST(GradCheck, EveryLayerKind) {
+  for (const Case& c : grad_cases()) {
+    SCOPED_TRACE(c.name);
+    LayerPtr layer = build(c.spec, c.in);
+    const Tensor x = make_input(c.in, c.input, 5);
+    GradCheckOptions opt;
+    opt.step = c.step;
+    opt.abs_floor = c.abs_floor;
+    const GradCheckResult r = check_gradients(*layer, x, context_for(c.mode), opt);
+    EXPECT_TRUE(r.ok()) << c.name << ": " << r.report();
+    // Kinks (ReLU inside a residual block) may excuse a few values, never many.
+    EXPECT_LE(r.skipped * 20, r.checked) << c.name << ": " << r.report();
+    if (std::getenv("AUGFLOW_GRAD_REPORT")) std::printf("%-24s %s\n", c.name.c_str(), r.report().c_str());
+  }
+}
+
+TEST(GradCheck, CatchesAWrongGradient) {
+  // A layer whose backward is off by 10%: the checker must notice.
+  struct Wrong : Layer {
+    std::string spec() const override { return "wrong"; }
+    Shape output_shape(const Shape& in) const override { return in; }
+    void forward(const Tensor& x, Tensor& y, const ForwardContext&) override {
+      y = x;
+      for (float& v : y.storage()) v = v * v;
+    }
+    void backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor& dx) override {
+      dx = x;
+      for (std::size_t i = 0; i < dx.size(); ++i) dx[i] = 2.2f * x[i] * dy[i];
+    }
+  } wrong;
+  const GradCheckResult r = check_gradients(wrong, make_input({2, 2, 3, 3}, Input::away_from_zero, 1),
+                                            ForwardContext{});
+  EXPECT_FALSE(r.ok());
+  EXPECT_GT(r.failed, 0u);
+}
+
+TEST(GradCheck, BackwardAddsIntoParamGradients) {
+  for (const Case& c : grad_cases()) {
+    LayerPtr layer = build(c.spec, c.in);
+    if (layer->params().empty()) continue;
+    SCOPED_TRACE(c.name);
+    const Tensor x = make_input(c.in, c.input, 5);
+    Tensor y, dx1, dx2;
+    const ForwardContext ctx = context_for(c.mode);
+    layer->forward(x, y, ctx);
+    const Tensor dy = make_input(y.shape(), Input::uniform, 9);
+    for (Param* p : layer->params()) p->grad.fill(0.0f);
+    layer->backward(x, y, dy, dx1);
+    std::vector<std::vector<float>> once;
+    for (Param* p : layer->params()) once.push_back(p->grad.storage());
+    dx2.resize(x.shape());
+    dx2.fill(123.0f);  // backward assigns dx: stale values must not leak
+    layer->backward(x, y, dy, dx2);
+    EXPECT_EQ(dx1.storage(), dx2.storage());
+    const auto params = layer->params();
+    for (std::size_t k = 0; k < params.size(); ++k)
+      for (std::size_t i = 0; i < once[k].size(); ++i)
+        ASSERT_NEAR(params[k]->grad[i], 2.0f * once[k][i], 1e-5f * (1 + std::abs(once[k][i])))
+            << params[k]->name << "[" << i << "]";
+  }
+}
+
+// ---- forward values worked out by hand ----
+
+TEST(Dense, ForwardByHand) {
+  Dense fc({1, 3, 1, 1}, 2);
+  // W = [[1, 0, -1], [2, 1, 0]], b = [0.5, -1], x = [1, 2, 3]:
+  // y = [1 - 3 + 0.5, 2 + 2 - 1] = [-1.5, 3].
+  const float w[] = {1, 0, -1, 2, 1, 0};
+  std::copy(w, w + 6, fc.weight().value.data());
+  fc.bias().value[0] = 0.5f;
+  fc.bias().value[1] = -1.0f;
+  Tensor x({2, 3, 1, 1}), y;
+  const float xs[] = {1, 2, 3, 0, 0, 1};  // second sample: y = [-1 + 0.5, 0 - 1]
+  std::copy(xs, xs + 6, x.data());
+  fc.forward(x, y, {});
+  ASSERT_EQ(y.shape(), (Shape{2, 2, 1, 1}));
+  EXPECT_FLOAT_EQ(y[0], -1.5f);
+  EXPECT_FLOAT_EQ(y[1], 3.0f);
+  EXPECT_FLOAT_EQ(y[2], -0.5f);
+  EXPECT_FLOAT_EQ(y[3], -1.0f);
+  EXPECT_DOUBLE_EQ(fc.flops_per_sample({1, 3, 1, 1}), 6.0);
+}
+
+TEST(Dense, HeInitAndDropConnectMask) {
+  Dense fc({1, 200, 1, 1}, 100, 0.5);
+  Rng rng({1, 0, 0}, 0);
+  fc.initialize(rng);
+  double sq = 0;
+  for (float v : fc.weight().value.storage()) sq += v * v;
+  EXPECT_NEAR(sq / fc.weight().value.size(), 2.0 / 200, 0.1 * 2.0 / 200);  // He: var 2 / in
+  for (float v : fc.bias().value.storage()) EXPECT_EQ(v, 0.0f);
+  // Train: a masked W (about half the weights zeroed, the rest doubled); test: W unchanged.
+  Tensor x({1, 200, 1, 1}, 0.0f), y;
+  x[17] = 1.0f;  // y = column 17 of the effective W (+ b = 0)
+  fc.forward(x, y, train_context());
+  int zeroed = 0;
+  for (int j = 0; j < 100; ++j) {
+    const float w = fc.weight().value[j * 200 + 17];
+    if (y[j] == 0.0f) ++zeroed;
+    else EXPECT_FLOAT_EQ(y[j], 2.0f * w);
+  }
+  EXPECT_GT(zeroed, 30);
+  EXPECT_LT(zeroed, 70);
+  Tensor y_again;
+  fc.forward(x, y_again, train_context());
+  EXPECT_EQ(y.storage(), y_again.storage());  // the mask is a function of ctx
+  fc.forward(x, y_again, train_context(4));
+  EXPECT_NE(y.storage(), y_again.storage());  // a new step, a new mask
+  fc.forward(x, y, {});
+  for (int j = 0; j < 100; ++j) EXPECT_FLOAT_EQ(y[j], fc.weight().value[j * 200 + 17]);
+}
+
+Conv2d laplacian_conv(int stride) {
+  Conv2d conv({1, 1, 3, 3}, 1, 3, stride, 1);
+  const float k[] = {0, 1, 0, 1, -4, 1, 0, 1, 0};
+  std::copy(k, k + 9, conv.weight().value.data());
+  conv.bias().value[0] = 1.0f;
+  return conv;
+}
+
+TEST(Conv, ForwardByHand) {
+  // x = [[1,2,3],[4,5,6],[7,8,9]], the Laplacian kernel [[0,1,0],[1,-4,1],[0,1,0]], padding 1,
+  // bias 1: y(0,0) = 2 + 4 - 4*1 + 1 = 3, y(1,1) = 2 + 4 + 6 + 8 - 20 + 1 = 1, ...
+  Tensor x({1, 1, 3, 3}), y;
+  std::iota(x.storage().begin(), x.storage().end(), 1.0f);
+  Conv2d conv = laplacian_conv(1);
+  conv.forward(x, y, {});
+  ASSERT_EQ(y.shape(), (Shape{1, 1, 3, 3}));
+  const std::vector<float> expected = {3, 2, -3, -2, 1, -6, -15, -10, -21};
+  EXPECT_EQ(y.storage(), expected);
+  // Stride 2 keeps the corners.
+  Conv2d strided = laplacian_conv(2);
+  strided.forward(x, y, {});
+  ASSERT_EQ(y.shape(), (Shape{1, 1, 2, 2}));
+  EXPECT_EQ(y.storage(), (std::vector<float>{3, -3, -15, -21}));
+  EXPECT_DOUBLE_EQ(conv.flops_per_sample({1, 1, 3, 3}), 9.0 * 9.0);
+}
+
+TEST(Conv, FlopsAndMultiChannel) {
+  // Two input channels, two output channels, no padding on a 3x3 input: one output pixel each.
+  Conv2d conv({1, 2, 3, 3}, 2, 3);
+  for (int i = 0; i < 18; ++i) conv.weight().value[i] = 1.0f;       // output 0: sum of all
+  for (int i = 18; i < 36; ++i) conv.weight().value[i] = i < 27 ? 1.0f : -1.0f;  // ch0 - ch1
+  Tensor x({1, 2, 3, 3}), y;
+  for (int i = 0; i < 9; ++i) {
+    x[i] = static_cast<float>(i + 1);  // sum 45
+    x[9 + i] = 2.0f;                   // sum 18
+  }
+  conv.forward(x, y, {});
+  ASSERT_EQ(y.shape(), (Shape{1, 2, 1, 1}));
+  EXPECT_FLOAT_EQ(y[0], 63.0f);
+  EXPECT_FLOAT_EQ(y[1], 27.0f);
+  EXPECT_DOUBLE_EQ(conv.flops_per_sample({1, 2, 3, 3}), 2.0 * 1 * 18);
+  EXPECT_DOUBLE_EQ(make_layer({"conv", {{"out", 4}, {"k", 3}, {"p", 1}}}, {1, 2, 5, 5})->flops_per_sample({1, 2, 5, 5}),
+                   4.0 * 25 * 18);
+}
+
+template <typename Body>
+void in_arena(int threads, Body&& body) {
+  tbb::task_arena arena(threads);
+  arena.execute(body);
+}
+
+TEST(Conv, BitIdenticalWithOneOrTwoThreads) {
+  const Shape in{19, 3, 16, 16};  // 19: uneven chunks
+  const Tensor x = make_input(in, Input::uniform, 3);
+  std::vector<float> out[2], dx[2], dw[2], db[2];
+  for (int t = 0; t < 2; ++t) {
+    in_arena(t + 1, [&] {
+      LayerPtr conv = build({"conv", {{"out", 8}, {"k", 3}, {"p", 1}}}, in);
+      Tensor y, d;
+      conv->forward(x, y, {});
+      const Tensor dy = make_input(y.shape(), Input::uniform, 4);
+      conv->backward(x, y, dy, d);
+      out[t] = y.storage();
+      dx[t] = d.storage();
+      dw[t] = conv->params()[0]->grad.storage();
+      db[t] = conv->params()[1]->grad.storage();
+    });
+  }
+  EXPECT_EQ(out[0], out[1]);
+  EXPECT_EQ(dx[0], dx[1]);
+  EXPECT_EQ(dw[0], dw[1]);
+  EXPECT_EQ(db[0], db[1]);
+}
+
+TEST(Dense, BitIdenticalWithOneOrTwoThreads) {
+  const Shape in{37, 64, 4, 4};
+  const Tensor x = make_input(in, Input::uniform, 3);
+  std::vector<float> out[2], dx[2], dw[2];
+  for (int t = 0; t < 2; ++t) {
+    in_arena(t + 1, [&] {
+      LayerPtr fc = build({"fc", {{"out", 50}, {"dropconnect", 0.3}}}, in);
+      Tensor y, d;
+      fc->forward(x, y, train_context());
+      const Tensor dy = make_input(y.shape(), Input::uniform, 4);
+      fc->backward(x, y, dy, d);
+      out[t] = y.storage();
+      dx[t] = d.storage();
+      dw[t] = fc->params()[0]->grad.storage();
+    });
+  }
+  EXPECT_EQ(out[0], out[1]);
+  EXPECT_EQ(dx[0], dx[1]);
+  EXPECT_EQ(dw[0], dw[1]);
+}
+
+TEST(Residual, BitIdenticalWithOneOrTwoThreads) {
+  const Shape in{10, 4, 8, 8};
+  const Tensor x = make_input(in, Input::uniform, 3);
+  std::vector<float> out[2], dx[2];
+  for (int t = 0; t < 2; ++t) {
+    in_arena(t + 1, [&] {
+      LayerPtr res = build({"res", {{"out", 8}, {"s", 2}, {"survival", 0.7}}}, in);
+      Tensor y, d;
+      res->forward(x, y, train_context());
+      res->backward(x, y, make_input(y.shape(), Input::uniform, 4), d);
+      out[t] = y.storage();
+      dx[t] = d.storage();
+    });
+  }
+  EXPECT_EQ(out[0], out[1]);
+  EXPECT_EQ(dx[0], dx[1]);
+}
+
+TEST(Pool, MaxAndAverageByHand) {
+  // 4x5 input (the last column is outside every 2x2 window):
+  //   1  2  3  4  9
+  //   5  6  7  8  9
+  //   9 10 11 12  9
+  //  13 14 15 16  9
+  Tensor x({1, 1, 4, 5}), y, dx;
+  const float v[] = {1, 2, 3, 4, 9, 5, 6, 7, 8, 9, 9, 10, 11, 12, 9, 13, 14, 15, 16, 9};
+  std::copy(v, v + 20, x.data());
+  LayerPtr pool = make_layer({"pool", {{"k", 2}}}, {1, 1, 4, 5});
+  pool->forward(x, y, {});
+  ASSERT_EQ(y.shape(), (Shape{1, 1, 2, 2}));
+  EXPECT_EQ(y.storage(), (std::vector<float>{6, 8, 14, 16}));
+  Tensor dy({1, 1, 2, 2});
+  dy.storage() = {1, 2, 3, 4};
+  pool->backward(x, y, dy, dx);
+  std::vector<float> expected(20, 0.0f);
+  expected[6] = 1;  // the 6
+  expected[8] = 2;  // the 8
+  expected[16] = 3;
+  expected[18] = 4;
+  EXPECT_EQ(dx.storage(), expected);
+
+  LayerPtr avg = make_layer({"avgpool", {{"k", 2}}}, {1, 1, 4, 5});
+  avg->forward(x, y, {});
+  EXPECT_EQ(y.storage(), (std::vector<float>{3.5f, 5.5f, 11.5f, 13.5f}));
+  avg->backward(x, y, dy, dx);
+  EXPECT_FLOAT_EQ(dx[0], 0.25f);
+  EXPECT_FLOAT_EQ(dx[19], 0.0f);
+  EXPECT_FLOAT_EQ(dx[18], 1.0f);
+
+  LayerPtr gap = make_layer({"gap", {}}, {1, 1, 4, 5});
+  gap->forward(x, y, {});
+  ASSERT_EQ(y.shape(), (Shape{1, 1, 1, 1}));
+  EXPECT_FLOAT_EQ(y[0], 172.0f / 20.0f);
+  LayerPtr flat = make_layer({"flatten", {}}, {1, 1, 4, 5});
+  flat->forward(x, y, {});
+  EXPECT_EQ(y.shape(), (Shape{1, 20, 1, 1}));
+  EXPECT_EQ(y.storage(), x.storage());
+}
+
+TEST(LayerActivation, ByHand) {
+  Tensor x({1, 4, 1, 1}), y;
+  x.storage() = {-2, -0.5f, 0, 3};
+  make_layer({"relu", {}}, x.shape())->forward(x, y, {});
+  EXPECT_EQ(y.storage(), (std::vector<float>{0, 0, 0, 3}));
+  make_layer({"lrelu", {}}, x.shape())->forward(x, y, {});
+  EXPECT_EQ(y.storage(), (std::vector<float>{-0.02f, -0.005f, 0, 3}));
+  make_layer({"lrelu", {{"a", 0.25}}}, x.shape())->forward(x, y, {});
+  EXPECT_EQ(y.storage(), (std::vector<float>{-0.5f, -0.125f, 0, 3}));
+  make_layer({"tanh", {}}, x.shape())->forward(x, y, {});
+  for (int i = 0; i < 4; ++i) EXPECT_FLOAT_EQ(y[i], std::tanh(x[i]));
+}
+
+TEST(BatchNorm, TrainNormalisesAndUpdatesRunningStatistics) {
+  const Shape in{4, 2, 3, 3};
+  Tensor x = make_input(in, Input::uniform, 8), y;
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = 3.0f * x[i] + ((i / 9) % 2 ? 5.0f : -1.0f);
+  BatchNorm bn(in);
+  bn.forward(x, y, train_context());
+  for (int c = 0; c < 2; ++c) {
+    double sum = 0, sq = 0, xs = 0, xsq = 0;
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 9; ++j) {
+        const float v = y.sample(i)[c * 9 + j], u = x.sample(i)[c * 9 + j];
+        sum += v, sq += v * v, xs += u, xsq += u * u;
+      }
+    EXPECT_NEAR(sum / 36, 0.0, 1e-5);
+    EXPECT_NEAR(sq / 36, 1.0, 1e-3);  // var / (var + eps)
+    const double mean = xs / 36, var = xsq / 36 - mean * mean;
+    EXPECT_NEAR(bn.running_mean()[c], 0.1 * mean, 1e-5);
+    EXPECT_NEAR(bn.running_var()[c], 0.9 + 0.1 * var * 36 / 35, 1e-4);  // unbiased
+  }
+  EXPECT_EQ(bn.state().size(), 2u);
+  for (Param* p : bn.params()) EXPECT_FALSE(p->regularized);
+}
+
+TEST(BatchNorm, TestModeUsesRunningStatistics) {
+  BatchNorm bn({1, 2, 1, 1});
+  bn.running_mean().storage() = {1.0f, -2.0f};
+  bn.running_var().storage() = {4.0f, 0.25f};
+  bn.gamma().value.storage() = {2.0f, 1.0f};
+  bn.beta().value.storage() = {0.5f, 0.0f};
+  Tensor x({3, 2, 1, 1}), y;
+  x.storage() = {3, -2, 1, 0, -1, -1};
+  bn.forward(x, y, {});
+  const double s0 = 1 / std::sqrt(4.0 + 1e-5), s1 = 1 / std::sqrt(0.25 + 1e-5);
+  EXPECT_NEAR(y[0], 2 * 2 * s0 + 0.5, 1e-5);
+  EXPECT_NEAR(y[1], 0.0, 1e-5);
+  EXPECT_NEAR(y[2], 0.5, 1e-5);
+  EXPECT_NEAR(y[3], 2 * s1, 1e-5);
+  EXPECT_NEAR(y[4], 2 * -2 * s0 + 0.5, 1e-5);
+  EXPECT_NEAR(y[5], 1 * s1, 1e-5);
+  EXPECT_EQ(bn.running_mean()[0], 1.0f);  // not updated in test mode
+}
+
+TEST(Dropout, InvertedScalingAndKeptFraction) {
+  const double p = 0.3;
+  Dropout drop(p);
+  Tensor x({64, 1000, 1, 1}, 1.0f), y;
+  drop.forward(x, y, train_context());
+  double sum = 0;
+  std::size_t kept = 0;
+  for (float v : y.storage()) {
+    sum += v;
+    if (v != 0.0f) {
+      ++kept;
+      EXPECT_FLOAT_EQ(v, static_cast<float>(1.0 / (1.0 - p)));
+    }
+  }
+  EXPECT_NEAR(sum / y.size(), 1.0, 0.02);                                // expectation preserved
+  EXPECT_NEAR(static_cast<double>(kept) / y.size(), 1.0 - p, 0.01);     // kept fraction
+  Tensor dx;
+  drop.backward(x, y, x, dx);
+  EXPECT_EQ(dx.storage(), y.storage());  // dy = 1: the mask itself
+}
+
+TEST(Dropout, TestModeIsIdentity) {
+  Dropout drop(0.5);
+  const Tensor x = make_input({3, 4, 5, 5}, Input::uniform, 2);
+  Tensor y, dx;
+  drop.forward(x, y, {});
+  EXPECT_EQ(y.storage(), x.storage());
+  drop.backward(x, y, x, dx);
+  EXPECT_EQ(dx.storage(), x.storage());
+}
+
+TEST(Dropout, MaskIsAFunctionOfContextOnly) {
+  Dropout drop(0.5);
+  const Tensor x = make_input({4, 3, 4, 4}, Input::away_from_zero, 2);
+  Tensor a, b;
+  drop.forward(x, a, train_context(5));
+  drop.forward(x, b, train_context(5));
+  EXPECT_EQ(a.storage(), b.storage());  // same ctx, same mask
+  drop.forward(x, b, train_context(6));
+  EXPECT_NE(a.storage(), b.storage());  // next step, new mask
+  ForwardContext other_layer = train_context(5);
+  other_layer.layer_index = 3;
+  drop.forward(x, b, other_layer);
+  EXPECT_NE(a.storage(), b.storage());
+  // A sample keeps its mask wherever it lands in the batch (masks follow sample ids).
+  const std::vector<std::uint64_t> ids = {10, 11, 12, 13}, swapped = {13, 11, 12, 10};
+  ForwardContext ctx = train_context(5);
+  ctx.sample_ids = &ids;
+  drop.forward(x, a, ctx);
+  Tensor xs = x;
+  std::swap_ranges(xs.sample(0), xs.sample(1), xs.sample(3));
+  ctx.sample_ids = &swapped;
+  drop.forward(xs, b, ctx);
+  EXPECT_TRUE(std::equal(a.sample(0), a.sample(1), b.sample(3)));
+  EXPECT_TRUE(std::equal(a.sample(1), a.sample(3), b.sample(1)));
+}
+
+TEST(Residual, ShapesParamsAndState) {
+  LayerPtr same = build({"res", {{"out", 4}}}, {1, 4, 6, 6});
+  EXPECT_EQ(same->output_shape({2, 4, 6, 6}), (Shape{2, 4, 6, 6}));
+  EXPECT_EQ(same->params().size(), 6u);  // 2 convs (no bias) + 2 bn x (gamma, beta)
+  EXPECT_EQ(same->state().size(), 4u);
+  LayerPtr down = build({"res", {{"out", 8}, {"s", 2}}}, {1, 4, 7, 7});
+  EXPECT_EQ(down->output_shape({2, 4, 7, 7}), (Shape{2, 8, 4, 4}));
+  EXPECT_EQ(down->params().size(), 9u);  // + projection conv and its bn
+  EXPECT_EQ(down->state().size(), 6u);
+  std::set<std::string> names;
+  for (Param* p : down->params()) names.insert(p->name);
+  EXPECT_EQ(names.size(), 9u);
+  EXPECT_DOUBLE_EQ(down->flops_per_sample({1, 4, 7, 7}), 8.0 * 16 * 36 + 8.0 * 16 * 72 + 8.0 * 16 * 4);
+}
+
+TEST(Residual, StochasticDepth) {
+  // Identity shortcut: y = relu(x + g * branch). The same weights with survival 1 give
+  // relu(x + branch), so where that is positive the branch is known and
+  //   test:  y = relu(x + p * branch);   train: each sample is relu(x + branch) or relu(x).
+  const Shape in{200, 2, 3, 3};
+  const Tensor x = make_input(in, Input::uniform, 21);
+  const double p = 0.6;
+  LayerPtr full = build({"res", {{"out", 2}}}, in, 5);
+  LayerPtr sd = build({"res", {{"out", 2}, {"survival", p}}}, in, 5);
+  Tensor y_full, y_sd;
+  full->forward(x, y_full, {});
+  sd->forward(x, y_sd, {});
+  std::size_t checked = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    if (y_full[i] <= 0.0f) continue;
+    const float branch = y_full[i] - x[i];
+    EXPECT_NEAR(y_sd[i], std::max(0.0f, x[i] + static_cast<float>(p) * branch), 1e-5f);
+    ++checked;
+  }
+  EXPECT_GT(checked, x.size() / 4);
+
+  full->forward(x, y_full, train_context());
+  sd->forward(x, y_sd, train_context());
+  const std::size_t per = in.per_sample();
+  int kept = 0;
+  for (int i = 0; i < in.n; ++i) {
+    bool as_full = true, as_dropped = true;
+    for (std::size_t j = 0; j < per; ++j) {
+      const float v = y_sd.sample(i)[j];
+      as_full = as_full && v == y_full.sample(i)[j];
+      as_dropped = as_dropped && v == std::max(0.0f, x.sample(i)[j]);
+    }
+    EXPECT_TRUE(as_full || as_dropped) << "sample " << i;
+    kept += as_full && !as_dropped;
+  }
+  EXPECT_NEAR(kept / 200.0, p, 0.1);  // 3.5 sigma for 200 samples
+}
+
+}  // namespace
+}  // namespace augflow::model
