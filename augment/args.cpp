@@ -22,12 +22,6 @@ std::pair<double, double> Args::range(const std::string& key) const {
 const std::string& Args::word(const std::string& key) const { return at(key).word; }
 const std::vector<double>& Args::list(const std::string& key) const { return at(key).list; }
 
-std::string format_number(double x) {
-  char buffer[64];
-  const auto result = std::to_chars(buffer, buffer + sizeof buffer, x);
-  return std::string(buffer, result.ptr);
-}
-
 std::string format_value(const Value& value) {
   switch (value.kind) {
     case ValueKind::number:

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "common/format.hpp"
+
 namespace augflow::augment {
 
 enum class ValueKind {
@@ -76,8 +78,7 @@ class Args {
   std::map<std::string, Value> values_;
 };
 
-/// Shortest text that reads back to the same double ("0.4", "224", "1e-05").
-std::string format_number(double x);
+using augflow::format_number;  // shortest text that reads back to the same double
 /// Canonical text of a value: "0.5", "224", "0.08:1", "imagenet", "[224,256]".
 std::string format_value(const Value& value);
 

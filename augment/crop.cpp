@@ -5,6 +5,8 @@
 // - resized_crop(size, area, ratio): Inception-style random-resized crop (Szegedy et al. 2015):
 //   a crop of area fraction in `area` and aspect ratio log-uniform in `ratio`, resized to
 //   size x size; after 10 failed tries, the centre crop with the ratio clamped (torchvision's rule).
+// - center_crop(resize, size): no randomness: the central crop after resizing the shorter side
+//   (what validation uses after a scale_crop).
 // - pad_crop(pad, size, border): CIFAR-style: pad by `pad` on every side, then a random
 //   size x size crop. Inputs smaller than size - 2*pad are padded further, evenly, to size.
 #include <algorithm>
@@ -118,6 +120,26 @@ class ResizedCrop final : public CropBase {
   std::pair<double, double> ratio_;
 };
 
+/// The deterministic counterpart of scale_crop for validation: no random draw at all.
+class CenterCrop final : public CropBase {
+ public:
+  explicit CenterCrop(const Args& args)
+      : CropBase(args, args.integer("size"), cv::BORDER_REPLICATE), resize_(args.integer("resize")) {
+    require_size(name(), size_);
+    if (resize_ < size_)
+      throw ConfigError(name() + ": resize (" + std::to_string(resize_) + ") must be at least size (" +
+                        std::to_string(size_) + ")");
+  }
+  Params sample(const ImageInfo& in, Rng&) const override {
+    const ShortSideCrop geometry(in, resize_, size_);
+    return geometry.source(static_cast<int>(std::lround(geometry.right / 2.0)),
+                           static_cast<int>(std::lround(geometry.bottom / 2.0)));
+  }
+
+ private:
+  int resize_;
+};
+
 class PadCrop final : public CropBase {
  public:
   explicit PadCrop(const Args& args)
@@ -212,6 +234,12 @@ void add_crop_steps(std::vector<StepInfo>& steps) {
         {"area", ValueKind::range, Value::range(0.08, 1.0), "fraction of the image area kept, lo:hi", {}, RangeFromNumber::exact},
         {"ratio", ValueKind::range, Value::range(0.75, 4.0 / 3.0), "aspect ratio w/h, lo:hi (sampled in log space)", {}, RangeFromNumber::exact}},
        [](const Args& a) -> TransformPtr { return std::make_unique<ResizedCrop>(a); }});
+  steps.push_back(
+      {"center_crop", StepKind::train,
+       "deterministic: shorter side to resize, then the central size x size crop (validation's counterpart of scale_crop)",
+       {{"resize", ValueKind::integer, Value::integer(256), "short-side length before the crop"},
+        {"size", ValueKind::integer, Value::integer(224), "side of the square crop"}},
+       [](const Args& a) -> TransformPtr { return std::make_unique<CenterCrop>(a); }});
   steps.push_back(
       {"pad_crop", StepKind::train, "CIFAR-style: pad every side by pad, then a random size x size crop",
        {{"pad", ValueKind::integer, Value::integer(4), "pixels added on each side"},

@@ -327,7 +327,7 @@ Pipeline build_pipeline(std::string_view spec, const std::vector<ResolvedStep>& 
       case StepKind::view:
         fail(spec, step.position, step.token,
              step.info->name + " is a test-time view, not a training transform (use it with --views)",
-             "training steps: hflip, vflip, scale_crop, resized_crop, pad_crop, jitter, lighting, "
+             "training steps: hflip, vflip, scale_crop, resized_crop, center_crop, pad_crop, jitter, lighting, "
              "affine, erase, normalize");
     }
   }

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "common/error.hpp"
+#include "common/format.hpp"
 #include "model/parallel.hpp"
 
 namespace augflow::model {
@@ -45,9 +46,7 @@ LeakyReLU::LeakyReLU(double slope) : slope_(slope) {
 
 std::string LeakyReLU::spec() const {
   if (slope_ == kDefaultSlope) return "lrelu";
-  char buf[32];
-  const auto r = std::to_chars(buf, buf + sizeof buf, slope_);
-  return "lrelu" + std::string(buf, r.ptr);
+  return "lrelu" + format_number(slope_);
 }
 
 void LeakyReLU::forward(const Tensor& x, Tensor& y, const ForwardContext& ctx) {

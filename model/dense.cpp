@@ -4,17 +4,11 @@
 #include <cmath>
 
 #include "common/error.hpp"
+#include "common/format.hpp"
 #include "model/parallel.hpp"
 
 namespace augflow::model {
 namespace {
-
-/// Shortest text that reads back as `v` ("0.5", "32"): the compact spec's number form.
-std::string number_text(double v) {
-  char buf[32];
-  const auto r = std::to_chars(buf, buf + sizeof buf, v);
-  return std::string(buf, r.ptr);
-}
 
 }  // namespace
 
@@ -22,7 +16,7 @@ Dense::Dense(const Shape& in, int out, double dropconnect)
     : in_(static_cast<int>(in.per_sample())), out_(out), drop_(dropconnect) {
   if (out_ < 1) throw SpecError("fc: the output count must be at least 1", "fc");
   if (!(drop_ >= 0.0 && drop_ < 1.0))
-    throw SpecError("fc: the DropConnect probability must be in [0, 1), got " + number_text(drop_),
+    throw SpecError("fc: the DropConnect probability must be in [0, 1), got " + format_number(drop_),
                     spec());
   if (in_ < 1) throw ShapeError(spec() + ": empty input " + in.str());
   weight_.name = "fc.weight";
@@ -124,11 +118,11 @@ void Dense::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor&
 
 DropConnectMarker::DropConnectMarker(double p) : p_(p) {
   if (!(p_ >= 0.0 && p_ < 1.0))
-    throw SpecError("dc: the DropConnect probability must be in [0, 1), got " + number_text(p_),
-                    "dc" + number_text(p_));
+    throw SpecError("dc: the DropConnect probability must be in [0, 1), got " + format_number(p_),
+                    "dc" + format_number(p_));
 }
 
-std::string DropConnectMarker::spec() const { return "dc" + number_text(p_); }
+std::string DropConnectMarker::spec() const { return "dc" + format_number(p_); }
 
 void DropConnectMarker::forward(const Tensor& x, Tensor& y, const ForwardContext& ctx) {
   (void)ctx;

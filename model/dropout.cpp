@@ -3,6 +3,7 @@
 #include <charconv>
 
 #include "common/error.hpp"
+#include "common/format.hpp"
 #include "model/parallel.hpp"
 
 namespace augflow::model {
@@ -14,9 +15,7 @@ Dropout::Dropout(double p) : p_(p) {
 }
 
 std::string Dropout::spec() const {
-  char buf[32];
-  const auto r = std::to_chars(buf, buf + sizeof buf, p_);
-  return "drop" + std::string(buf, r.ptr);
+  return "drop" + format_number(p_);
 }
 
 void Dropout::forward(const Tensor& x, Tensor& y, const ForwardContext& ctx) {

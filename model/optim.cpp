@@ -5,6 +5,7 @@
 #include <numbers>
 
 #include "common/error.hpp"
+#include "common/format.hpp"
 
 namespace augflow::model {
 namespace {
@@ -141,12 +142,6 @@ int parse_count(std::string_view text, std::string_view field, const char* what)
                              "\" is not a whole number >= 1");
   }
   return value;
-}
-
-std::string number_text(double v) {
-  char buf[64];
-  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-  return std::string(buf, ec == std::errc() ? end : buf);
 }
 
 /// floor + (base − floor)(1 + cos(π x)) / 2 for x in [0, 1].
@@ -322,15 +317,15 @@ double Schedule::lr(double base_lr, int epoch, double fraction, int total_epochs
     case ScheduleKind::cosine:
       if (floor > base_lr) {
         throw ConfigError("learning-rate schedule " + print_schedule(*this) + ": the floor " +
-                          number_text(floor) + " is above the base rate " +
-                          number_text(base_lr));
+                          format_number(floor) + " is above the base rate " +
+                          format_number(base_lr));
       }
       return t >= total_epochs ? floor : cosine_between(base_lr, floor, t / total_epochs);
     case ScheduleKind::cyclic: {
       if (max_lr < base_lr) {
         throw ConfigError("learning-rate schedule " + print_schedule(*this) + ": the maximum " +
-                          number_text(max_lr) + " is below the base rate " +
-                          number_text(base_lr));
+                          format_number(max_lr) + " is below the base rate " +
+                          format_number(base_lr));
       }
       const double p = std::fmod(t, period) / period;  // position in the cycle, [0, 1)
       return base_lr + (max_lr - base_lr) * (1.0 - std::fabs(2.0 * p - 1.0));
@@ -338,8 +333,8 @@ double Schedule::lr(double base_lr, int epoch, double fraction, int total_epochs
     case ScheduleKind::restarts: {
       if (floor > base_lr) {
         throw ConfigError("learning-rate schedule " + print_schedule(*this) + ": the floor " +
-                          number_text(floor) + " is above the base rate " +
-                          number_text(base_lr));
+                          format_number(floor) + " is above the base rate " +
+                          format_number(base_lr));
       }
       double start = 0.0;
       double length = t0;
@@ -444,16 +439,16 @@ std::string print_schedule(const Schedule& s) {
     case ScheduleKind::constant:
       return "constant";
     case ScheduleKind::step:
-      return "step:" + std::to_string(s.step_epochs) + ":" + number_text(s.gamma);
+      return "step:" + std::to_string(s.step_epochs) + ":" + format_number(s.gamma);
     case ScheduleKind::exp:
-      return "exp:" + number_text(s.gamma);
+      return "exp:" + format_number(s.gamma);
     case ScheduleKind::cosine:
-      return "cosine:" + number_text(s.floor);
+      return "cosine:" + format_number(s.floor);
     case ScheduleKind::cyclic:
-      return "cyclic:" + number_text(s.max_lr) + ":" + number_text(s.period);
+      return "cyclic:" + format_number(s.max_lr) + ":" + format_number(s.period);
     case ScheduleKind::restarts:
       return "restarts:" + std::to_string(s.t0) + ":" + std::to_string(s.t_mult) + ":" +
-             number_text(s.floor);
+             format_number(s.floor);
   }
   return "constant";
 }

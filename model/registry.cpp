@@ -7,6 +7,7 @@
 #include <string>
 
 #include "common/error.hpp"
+#include "common/format.hpp"
 #include "model/activation.hpp"
 #include "model/batch_norm.hpp"
 #include "model/conv.hpp"
@@ -19,12 +20,6 @@
 namespace augflow::model {
 namespace {
 
-std::string number_text(double v) {
-  char buf[32];
-  const auto r = std::to_chars(buf, buf + sizeof buf, v);
-  return std::string(buf, r.ptr);
-}
-
 /// A readable form of the token for messages: the kind and its arguments ("conv{k=3,out=0}").
 std::string token_text(const LayerSpec& spec) {
   std::string s = spec.kind;
@@ -34,7 +29,7 @@ std::string token_text(const LayerSpec& spec) {
   for (const auto& [key, value] : spec.args) {
     if (!first) s += ",";
     first = false;
-    s += key + "=" + number_text(value);
+    s += key + "=" + format_number(value);
   }
   return s + "}";
 }
@@ -62,7 +57,7 @@ class Args {
     const double v = it->second;
     if (v != std::floor(v) || v < min || v > 1 << 24)
       throw SpecError(token_text(spec_) + ": '" + key + "' must be a whole number >= " +
-                          std::to_string(min) + ", got " + number_text(v),
+                          std::to_string(min) + ", got " + format_number(v),
                       spec_.kind);
     return static_cast<int>(v);
   }

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "common/error.hpp"
+#include "common/format.hpp"
 
 namespace augflow::model {
 namespace {
@@ -98,12 +99,6 @@ double parse_number(std::string_view text, std::string_view field, const char* w
   return value;
 }
 
-std::string number_text(double v) {
-  char buf[64];
-  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-  return std::string(buf, ec == std::errc() ? end : buf);
-}
-
 }  // namespace
 
 double apply_regularizer(const Regularizer& reg, const std::vector<Param*>& params) {
@@ -152,11 +147,11 @@ std::string print_regularizer(const Regularizer& reg) {
     case RegularizerKind::none:
       return "none";
     case RegularizerKind::l2:
-      return "l2:" + number_text(reg.lambda);
+      return "l2:" + format_number(reg.lambda);
     case RegularizerKind::l1:
-      return "l1:" + number_text(reg.lambda);
+      return "l1:" + format_number(reg.lambda);
     case RegularizerKind::elastic:
-      return "elastic:" + number_text(reg.lambda) + ":" + number_text(reg.beta);
+      return "elastic:" + format_number(reg.lambda) + ":" + format_number(reg.beta);
   }
   return "none";
 }

@@ -113,3 +113,18 @@ TEST(Cli, BenchAugmentWritesTheContractKeys) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Cli, TrainWithABadModelSpecExitsTwoNamingTheToken) {
+  augflow::test::TempDir dir;
+  const auto r = run("train --train fashion-mnist --model conv32k3-bogus-fc10 --out " + (dir.path() / "run").string());
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("bogus"), std::string::npos) << r.output;
+}
+
+TEST(Cli, TrainWithoutOutIsAUsageError) {
+  EXPECT_EQ(run("train --train fashion-mnist").status, 2);
+}
+
+}  // namespace

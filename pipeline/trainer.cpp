@@ -1,0 +1,248 @@
+#include "pipeline/trainer.hpp"
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "augment/registry.hpp"
+#include "augment/spec.hpp"
+#include "common/error.hpp"
+#include "model/checkpoint.hpp"
+#include "model/loss.hpp"
+#include "model/net.hpp"
+#include "model/optim.hpp"
+#include "model/regularizer.hpp"
+#include "pipeline/loader.hpp"
+
+namespace augflow::pipeline {
+namespace {
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+/// Validation sees no randomness: the training spec's crop becomes its deterministic
+/// counterpart (scale_crop(min,max,size) -> center_crop(min,size), resized_crop(size) ->
+/// center_crop(size*8/7,size), the ImageNet 256/224 ratio; pad_crop(pad,size) -> center_crop(
+/// size,size)), followed by the same normalize. Without a crop: normalize only.
+std::string validation_spec(const augment::Pipeline& train) {
+  std::string crop;
+  for (const auto& t : train.transforms()) {
+    const auto& a = t->args();
+    if (t->name() == "scale_crop") {
+      crop = "center_crop(" + std::to_string(a.integer("min")) + "," + std::to_string(a.integer("size")) + ")";
+    } else if (t->name() == "resized_crop") {
+      const int size = a.integer("size");
+      crop = "center_crop(" + std::to_string((size * 8 + 6) / 7) + "," + std::to_string(size) + ")";
+    } else if (t->name() == "pad_crop" || t->name() == "center_crop") {
+      crop = "center_crop(" + std::to_string(a.integer("size")) + "," + std::to_string(a.integer("size")) + ")";
+    }
+    if (!crop.empty()) break;
+  }
+  const std::string normalize = augment::print_step(train.normalize().args());
+  return crop.empty() ? normalize : crop + " | " + normalize;
+}
+
+struct EpochStats {
+  double loss = 0;
+  double accuracy = 0;
+  std::size_t images = 0;
+};
+
+/// Copies a batch into the network's input tensor (the loader's batch is already NCHW float).
+void to_tensor(const Batch& batch, model::Tensor& x) {
+  const auto& s = batch.shape();
+  x.resize({batch.size(), s.channels, s.height, s.width});
+  std::memcpy(x.data(), batch.data(), x.size() * sizeof(float));
+}
+
+EpochStats evaluate(model::Net& net, Loader& loader, std::uint64_t seed) {
+  EpochStats stats;
+  double loss_sum = 0;
+  std::size_t correct = 0;
+  model::Tensor x;
+  loader.start_epoch(0);
+  while (auto batch = loader.next()) {
+    to_tensor(*batch, x);
+    const model::ForwardContext ctx{model::Mode::test, seed, 0, 0, nullptr};
+    const auto r = model::softmax_cross_entropy(net.forward(x, ctx), batch->labels());
+    loss_sum += r.loss * batch->size();
+    correct += static_cast<std::size_t>(r.correct);
+    stats.images += static_cast<std::size_t>(batch->size());
+  }
+  if (stats.images) {
+    stats.loss = loss_sum / stats.images;
+    stats.accuracy = static_cast<double>(correct) / stats.images;
+  }
+  return stats;
+}
+
+void write_text(const fs::path& path, const std::string& text) {
+  std::ofstream file(path);
+  file << text;
+  if (!file) throw IoError(path.string() + ": cannot write");
+}
+
+}  // namespace
+
+TrainSummary train(const TrainConfig& c, const std::function<void(const std::string&)>& log) {
+  if (c.epochs < 1) throw ConfigError("--epochs must be at least 1, got " + std::to_string(c.epochs));
+  if (!(c.lr > 0) || !std::isfinite(c.lr)) throw ConfigError("--lr must be a positive number");
+  if (c.out.empty()) throw ConfigError("--out RUNDIR is required");
+  const auto schedule = model::parse_schedule(c.schedule);
+  const auto regularizer = model::parse_regularizer(c.regularizer);
+  model::OptimizerOptions optimizer_options;
+  optimizer_options.weight_decay = c.weight_decay;
+  auto optimizer = model::make_optimizer(c.optimizer, optimizer_options);
+
+  // Data: the train set, and a validation set given or split off it (stratified, by seed).
+  Dataset train_data = open_dataset(c.train, log);
+  Dataset val_data;
+  if (!c.val.empty()) {
+    val_data = open_dataset(c.val, log);
+    if (val_data.class_names != train_data.class_names)
+      throw DataError(c.val, "its classes differ from the training set's (" + c.train + ")");
+  } else {
+    auto split = split_stratified(train_data, c.val_split, c.seed);
+    train_data = std::move(split.train);
+    val_data = std::move(split.val);
+  }
+  const int classes = static_cast<int>(train_data.class_names.size());
+
+  std::string aug = c.aug;
+  if (aug.empty())
+    aug = train_data.in_memory() ? "pad_crop(2," + std::to_string(train_data.rows) + ") | hflip | normalize(none)"
+                                 : "hflip | scale_crop(256,480,224) | jitter(brightness=0.4,contrast=0.4) | normalize(imagenet)";
+  auto train_pipeline = std::make_shared<const augment::Pipeline>(augment::parse_pipeline_any(aug));
+  auto val_pipeline = std::make_shared<const augment::Pipeline>(augment::parse_pipeline(validation_spec(*train_pipeline)));
+
+  LoaderOptions train_options;
+  train_options.batch_size = c.batch;
+  train_options.threads = c.threads;
+  train_options.seed = c.seed;
+  train_options.cache_mb = c.cache_mb;
+  train_options.last_epoch = static_cast<std::uint64_t>(c.epochs - 1);
+  LoaderOptions val_options = train_options;
+  val_options.shuffle = false;
+  val_options.prefetch_next_epoch = false;
+  Loader train_loader(std::move(train_data), train_pipeline, train_options, log);
+  Loader val_loader(std::move(val_data), val_pipeline, val_options, log);
+
+  const auto shape = train_loader.sample_shape();
+  const model::ModelSpec model_spec = model::parse_model_spec(c.model, classes);
+  model::Net net(model_spec, {0, shape.channels, shape.height, shape.width}, classes);
+  net.initialize(c.seed);
+
+  fs::create_directories(c.out);
+  const fs::path out(c.out);
+  const nlohmann::json config = {
+      {"train", c.train}, {"val", c.val}, {"val_split", c.val.empty() ? c.val_split : 0.0},
+      {"model", model::print_model_spec(model_spec)}, {"aug", train_pipeline->print()},
+      {"val_aug", val_pipeline->print()}, {"epochs", c.epochs}, {"batch", c.batch},
+      {"optimizer", c.optimizer}, {"lr", c.lr}, {"schedule", model::print_schedule(schedule)},
+      {"regularizer", model::print_regularizer(regularizer)}, {"weight_decay", c.weight_decay},
+      {"early_stop", c.early_stop}, {"seed", c.seed}, {"threads", c.threads}, {"cache_mb", c.cache_mb},
+      {"classes", train_loader.dataset().class_names},
+      {"input", {shape.channels, shape.height, shape.width}}};
+  write_text(out / "config.json", config.dump(2) + "\n");
+  std::ofstream metrics(out / "metrics.csv");
+  metrics << "epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds\n";
+  if (!metrics) throw IoError((out / "metrics.csv").string() + ": cannot write");
+
+  auto checkpoint_of = [&](int epochs_done, std::uint64_t step) {
+    model::Checkpoint ckpt;
+    model::store_net(net, ckpt);
+    ckpt.class_names = train_loader.dataset().class_names;
+    ckpt.epoch = epochs_done;
+    ckpt.step = static_cast<std::int64_t>(step);
+    ckpt.seed = c.seed;
+    ckpt.augmentation = train_pipeline->print();
+    ckpt.optimizer = c.optimizer;
+    ckpt.optimizer_state = optimizer->state();
+    return ckpt;
+  };
+
+  TrainSummary summary;
+  double train_seconds = 0;
+  std::size_t train_images = 0;
+  int since_best = 0;
+  std::uint64_t step = 0;
+  model::Tensor x, dlogits;
+  const std::size_t batches_per_epoch =
+      std::max<std::size_t>(1, (train_loader.dataset().size() + c.batch - 1) / c.batch);
+  for (int epoch = 0; epoch < c.epochs; ++epoch) {
+    const auto start = Clock::now();
+    train_loader.start_epoch(static_cast<std::uint64_t>(epoch));
+    double loss_sum = 0, lr = c.lr;
+    std::size_t correct = 0, images = 0, batch_index = 0;
+    while (auto batch = train_loader.next()) {
+      to_tensor(*batch, x);
+      const std::vector<std::uint64_t> ids(batch->sample_ids().begin(), batch->sample_ids().end());
+      const model::ForwardContext ctx{model::Mode::train, c.seed, step, 0, &ids};
+      const auto& logits = net.forward(x, ctx);
+      const auto r = model::softmax_cross_entropy(logits, batch->labels(), dlogits);
+      net.backward(dlogits);
+      const double penalty = model::apply_regularizer(regularizer, net.params());
+      if (!std::isfinite(r.loss) || !std::isfinite(penalty))
+        throw Error("training diverged at epoch " + std::to_string(epoch + 1) + ", batch " +
+                    std::to_string(batch_index + 1) + ": the loss is " + std::to_string(r.loss) +
+                    ". Try a smaller --lr (now " + std::to_string(c.lr) + "), a schedule, or batch norm; " +
+                    (epoch > 0 ? (out / "last.ckpt").string() + " holds the last good epoch" : "no epoch finished"));
+      lr = schedule.lr(c.lr, epoch, static_cast<double>(batch_index) / batches_per_epoch, c.epochs);
+      optimizer->step(net.params(), static_cast<float>(lr));
+      loss_sum += r.loss * batch->size();
+      correct += static_cast<std::size_t>(r.correct);
+      images += static_cast<std::size_t>(batch->size());
+      ++step;
+      ++batch_index;
+    }
+    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    train_seconds += seconds;
+    train_images += images;
+    const EpochStats val = evaluate(net, val_loader, c.seed);
+    const double train_loss = images ? loss_sum / images : 0;
+    const double train_accuracy = images ? static_cast<double>(correct) / images : 0;
+    metrics << epoch + 1 << "," << train_loss << "," << train_accuracy << "," << val.loss << "," << val.accuracy
+            << "," << lr << "," << seconds << "\n";
+    metrics.flush();
+    char line[256];
+    std::snprintf(line, sizeof line,
+                  "epoch %d/%d: train loss %.4f acc %.4f | val loss %.4f acc %.4f | lr %.3g | %.0f images/s",
+                  epoch + 1, c.epochs, train_loss, train_accuracy, val.loss, val.accuracy, lr,
+                  seconds > 0 ? images / seconds : 0.0);
+    log(line);
+
+    summary.epochs_run = epoch + 1;
+    summary.final_val_accuracy = val.accuracy;
+    const auto ckpt = checkpoint_of(epoch + 1, step);
+    model::save_checkpoint((out / "last.ckpt").string(), ckpt);
+    if (epoch == 0 || val.accuracy > summary.best_val_accuracy) {
+      summary.best_val_accuracy = val.accuracy;
+      summary.best_epoch = epoch + 1;
+      model::save_checkpoint((out / "best.ckpt").string(), ckpt);
+      since_best = 0;
+    } else if (c.early_stop > 0 && ++since_best >= c.early_stop) {
+      summary.stopped_early = true;
+      log("early stop: no better validation accuracy for " + std::to_string(c.early_stop) + " epochs");
+      break;
+    }
+  }
+  train_loader.stop();
+  summary.train_images_per_second = train_seconds > 0 ? train_images / train_seconds : 0;
+  summary.skipped_files = train_loader.bad_files().count() + val_loader.bad_files().count();
+  if (summary.skipped_files) {
+    if (train_loader.bad_files().count()) log(train_loader.bad_files().summary());
+    if (val_loader.bad_files().count()) log(val_loader.bad_files().summary());
+  }
+  const nlohmann::json summary_json = {
+      {"best_val_accuracy", summary.best_val_accuracy}, {"best_epoch", summary.best_epoch},
+      {"epochs_run", summary.epochs_run}, {"final_val_accuracy", summary.final_val_accuracy},
+      {"train_images_per_second", summary.train_images_per_second}, {"skipped_files", summary.skipped_files},
+      {"stopped_early", summary.stopped_early}};
+  write_text(out / "summary.json", summary_json.dump(2) + "\n");
+  return summary;
+}
+
+}  // namespace augflow::pipeline

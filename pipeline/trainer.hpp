@@ -1,0 +1,56 @@
+// The training loop: data sets and loaders (pipeline) feeding a network (model), epoch by
+// epoch, with validation, metrics and checkpoints written to a run folder.
+//
+// RUNDIR/config.json    every setting of the run (enough to reproduce it)
+// RUNDIR/metrics.csv    epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds
+// RUNDIR/last.ckpt      the weights after the last finished epoch (atomic writes)
+// RUNDIR/best.ckpt      the weights of the epoch with the best validation accuracy
+// RUNDIR/summary.json   best_val_accuracy, best_epoch, epochs_run, final_val_accuracy,
+//                       train_images_per_second, skipped_files, stopped_early, ...
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace augflow::pipeline {
+
+struct TrainConfig {
+  std::string train;            ///< data source (folder, list file, fashion-mnist)
+  std::string val;              ///< validation source; empty: split val_split off train
+  double val_split = 0.1;       ///< stratified fraction of train used for validation
+  std::string model = "cnn-small";
+  std::string aug;              ///< empty: pad_crop+hflip for small (IDX) images, ResNet-style otherwise
+  int epochs = 10;
+  int batch = 64;
+  std::string optimizer = "adam";
+  double lr = 1e-3;
+  std::string schedule = "constant";
+  std::string regularizer = "none";  ///< none | l2:L | l1:L | elastic:L[:BETA]
+  double weight_decay = 0.0;         ///< AdamW's decoupled decay
+  int early_stop = 0;                ///< patience in epochs without a better val accuracy; 0 = off
+  std::uint64_t seed = 0;
+  int threads = 2;
+  std::size_t cache_mb = 0;
+  std::string out;                   ///< run folder (created)
+};
+
+struct TrainSummary {
+  double best_val_accuracy = 0;
+  int best_epoch = 0;
+  int epochs_run = 0;
+  double final_val_accuracy = 0;
+  double train_images_per_second = 0;
+  std::size_t skipped_files = 0;
+  bool stopped_early = false;
+};
+
+/// Runs the training described by `config`, writing the run folder; `log` receives one line per
+/// epoch and the warnings. Throws ConfigError/SpecError for bad settings, Error for a
+/// non-finite loss (the last good checkpoint stays), IoError when the run folder cannot be
+/// written.
+TrainSummary train(const TrainConfig& config, const std::function<void(const std::string&)>& log);
+
+}  // namespace augflow::pipeline

@@ -1,0 +1,117 @@
+// The training loop end to end on a tiny generated data set: the run folder's contract and
+// that a model actually learns.
+#include <fstream>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+
+#include "common/error.hpp"
+#include "model/checkpoint.hpp"
+#include "pipeline/trainer.hpp"
+#include "tests/fixtures.hpp"
+
+namespace augflow::pipeline {
+namespace {
+
+/// Two classes told apart by colour (red vs blue), with noise and varied sizes.
+void write_colour_folder(const test::TempDir& dir, int per_class) {
+  for (int label = 0; label < 2; ++label) {
+    for (int i = 0; i < per_class; ++i) {
+      cv::Mat image = test::noise_image(36 + i % 5, 34 + i % 7, 3, 100 * label + i);
+      image *= 0.3;
+      image += label == 0 ? cv::Scalar(0, 0, 170) : cv::Scalar(170, 0, 0);
+      std::vector<std::uint8_t> png;
+      cv::imencode(".png", image, png);
+      dir.write(std::string("data/") + (label ? "blue" : "red") + "/img" + std::to_string(i) + ".png", png);
+    }
+  }
+}
+
+nlohmann::json read_json(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  return nlohmann::json::parse(in);
+}
+
+TEST(Train, WritesTheRunFolderAndLearns) {
+  test::TempDir dir;
+  write_colour_folder(dir, 20);
+  TrainConfig c;
+  c.train = (dir.path() / "data").string();
+  c.val_split = 0.25;
+  c.model = "fc2";
+  c.aug = "pad_crop(0,32) | hflip | normalize(none)";
+  c.epochs = 6;
+  c.batch = 8;
+  c.lr = 0.01;
+  c.out = (dir.path() / "run").string();
+  std::vector<std::string> lines;
+  const TrainSummary s = train(c, [&](const std::string& line) { lines.push_back(line); });
+
+  EXPECT_EQ(s.epochs_run, 6);
+  EXPECT_GE(s.best_val_accuracy, 0.9) << "a linear model separates red from blue";
+  const auto out = dir.path() / "run";
+  for (const char* file : {"config.json", "metrics.csv", "last.ckpt", "best.ckpt", "summary.json"})
+    EXPECT_TRUE(std::filesystem::exists(out / file)) << file;
+  const auto summary = read_json(out / "summary.json");
+  for (const char* key : {"best_val_accuracy", "best_epoch", "epochs_run", "final_val_accuracy",
+                          "train_images_per_second", "skipped_files"})
+    EXPECT_TRUE(summary.contains(key)) << key;
+  EXPECT_EQ(summary["epochs_run"], 6);
+  EXPECT_EQ(read_json(out / "config.json")["val_aug"], "center_crop(resize=32,size=32) | normalize(preset=none)");
+
+  std::ifstream metrics(out / "metrics.csv");
+  std::string line;
+  int rows = 0;
+  while (std::getline(metrics, line)) ++rows;
+  EXPECT_EQ(rows, 7) << "a header and one row per epoch";
+
+  const auto best = model::load_checkpoint((out / "best.ckpt").string());
+  EXPECT_EQ(best.epoch, s.best_epoch);
+  EXPECT_EQ(best.class_names, (std::vector<std::string>{"blue", "red"}));
+  EXPECT_FALSE(best.optimizer_state.empty());
+}
+
+TEST(Train, SameSeedSameResult) {
+  test::TempDir dir;
+  write_colour_folder(dir, 10);
+  TrainConfig c;
+  c.train = (dir.path() / "data").string();
+  c.model = "fc8-relu-drop0.3-fc2";
+  c.aug = "pad_crop(0,32) | hflip | normalize(none)";
+  c.epochs = 2;
+  c.batch = 4;
+  auto run = [&](const std::string& name, int threads) {
+    c.out = (dir.path() / name).string();
+    c.threads = threads;
+    train(c, [](const std::string&) {});
+    return model::load_checkpoint((dir.path() / name / "last.ckpt").string());
+  };
+  const auto a = run("a", 1), b = run("b", 2);
+  ASSERT_EQ(a.params.size(), b.params.size());
+  for (const auto& [name, tensor] : a.params) {
+    const auto& other = b.params.at(name);
+    ASSERT_EQ(tensor.size(), other.size());
+    EXPECT_EQ(0, std::memcmp(tensor.data(), other.data(), tensor.size() * sizeof(float))) << name;
+  }
+}
+
+TEST(Train, BadSettingsAreClearErrors) {
+  test::TempDir dir;
+  write_colour_folder(dir, 4);
+  TrainConfig c;
+  c.train = (dir.path() / "data").string();
+  c.aug = "pad_crop(0,32) | normalize(none)";
+  c.out = (dir.path() / "run").string();
+  c.model = "fc7";
+  EXPECT_THROW(train(c, [](const std::string&) {}), ShapeError) << "2 classes but fc7";
+  c.model = "fc2";
+  c.optimizer = "adagrad";
+  EXPECT_THROW(train(c, [](const std::string&) {}), ConfigError);
+  c.optimizer = "adam";
+  c.schedule = "sometimes";
+  EXPECT_THROW(train(c, [](const std::string&) {}), ConfigError);
+}
+
+}  // namespace
+}  // namespace augflow::pipeline
