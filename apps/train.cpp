@@ -1,13 +1,67 @@
 // augflow train: train a model from an image folder, a list file or Fashion-MNIST.
+#include <atomic>
+#include <csignal>
+#include <fstream>
 #include <iostream>
 
+#include <nlohmann/json.hpp>
+
 #include "apps/commands.hpp"
+#include "common/error.hpp"
 #include "pipeline/trainer.hpp"
 
 namespace augflow::apps {
+namespace {
+
+std::atomic<bool> interrupt_requested{false};
+
+extern "C" void on_interrupt(int) { interrupt_requested.store(true); }
+
+struct TrainCommand {
+  pipeline::TrainConfig config;
+  std::string resume;
+};
+
+void run_train(const TrainCommand& command) {
+  single_threaded_opencv();
+  pipeline::TrainConfig config = command.config;
+  if (!command.resume.empty()) {
+    const std::string path = command.resume + "/config.json";
+    std::ifstream in(path);
+    if (!in) throw IoError(path + ": cannot read (is " + command.resume + " a run folder of augflow train?)");
+    nlohmann::json json;
+    try {
+      json = nlohmann::json::parse(in);
+    } catch (const nlohmann::json::exception& e) {
+      throw DataError(path, std::string("not valid JSON: ") + e.what());
+    }
+    config = pipeline::train_config_from_json(json);
+    config.out = command.resume;
+  } else if (config.train.empty() || config.out.empty()) {
+    throw ConfigError("augflow train needs --train SRC and --out RUNDIR (or --resume RUNDIR)");
+  }
+  // Ctrl-C: finish the current batch, join the loader, keep last.ckpt (the last whole epoch).
+  interrupt_requested.store(false);
+  std::signal(SIGINT, on_interrupt);
+  std::signal(SIGTERM, on_interrupt);
+  const auto summary = pipeline::train(
+      config, [](const std::string& line) { std::cout << line << std::endl; }, !command.resume.empty(),
+      &interrupt_requested);
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+  if (summary.interrupted) {
+    std::cout << "interrupted; continue with: augflow train --resume " << config.out << "\n";
+    std::exit(130);  // the shell's convention for a run ended by Ctrl-C
+  }
+  std::cout << "best validation accuracy " << summary.best_val_accuracy << " at epoch " << summary.best_epoch
+            << " of " << summary.epochs_run << "; results in " << config.out << "\n";
+}
+
+}  // namespace
 
 void add_train_command(CLI::App& app) {
-  auto c = std::make_shared<pipeline::TrainConfig>();
+  auto command = std::make_shared<TrainCommand>();
+  auto* c = &command->config;
   auto* cmd = app.add_subcommand(
       "train",
       "Train a classifier: the loader streams augmented batches into the model; each epoch is\n"
@@ -15,8 +69,7 @@ void add_train_command(CLI::App& app) {
       "RUNDIR/summary.json holds the result. Example:\n"
       "  augflow train --train fashion-mnist --model cnn-small --epochs 5 --out runs/fm");
   cmd->add_option("--train", c->train, "training data: an image folder (one sub-folder per class), a list file "
-                                        "(path,label lines) or fashion-mnist")
-      ->required();
+                                        "(path,label lines) or fashion-mnist (required unless --resume)");
   cmd->add_option("--val", c->val, "validation data (same forms); default: split --val-split off --train");
   cmd->add_option("--val-split", c->val_split, "stratified fraction of --train held out for validation")
       ->capture_default_str();
@@ -49,15 +102,14 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--threads", c->threads, "loader threads")->capture_default_str();
   cmd->add_option("--cache", c->cache_mb, "keep decoded training images in memory up to this many MB")
       ->capture_default_str();
-  cmd->add_option("--out", c->out, "run folder to create (config.json, metrics.csv, last.ckpt, best.ckpt, summary.json)")
-      ->required();
+  cmd->add_option("--out", c->out,
+                  "run folder to create (config.json, metrics.csv, last.ckpt, best.ckpt, summary.json); "
+                  "required unless --resume");
+  cmd->add_option("--resume", command->resume,
+                  "continue the run in RUNDIR from its last.ckpt with its config.json (Ctrl-C stops a run "
+                  "cleanly; the resumed run ends with the same weights as an uninterrupted one)");
   cmd->footer(aug_spec_help());
-  cmd->callback([c] {
-    single_threaded_opencv();
-    const auto summary = pipeline::train(*c, [](const std::string& line) { std::cout << line << std::endl; });
-    std::cout << "best validation accuracy " << summary.best_val_accuracy << " at epoch " << summary.best_epoch
-              << " of " << summary.epochs_run << "; results in " << c->out << "\n";
-  });
+  cmd->callback([command] { run_train(*command); });
 }
 
 }  // namespace augflow::apps

@@ -133,8 +133,8 @@ class EpochRun {
     tbb::task_arena* arena;
   };
 
-  EpochRun(Context context, std::uint64_t epoch, std::vector<std::uint64_t> order)
-      : ctx_(context), epoch_(epoch), order_(std::move(order)) {}
+  EpochRun(Context context, std::uint64_t epoch, std::vector<std::uint64_t> order, std::vector<bool> excluded)
+      : ctx_(context), epoch_(epoch), order_(std::move(order)), excluded_(std::move(excluded)) {}
 
   ~EpochRun() { shutdown(); }
 
@@ -235,6 +235,8 @@ class EpochRun {
 
   std::size_t high_water() const { return high_water_.load(); }
   std::uint64_t epoch() const { return epoch_; }
+  /// The samples this epoch's order left out.
+  const std::vector<bool>& excluded() const { return excluded_; }
   /// Every sample of the epoch has been decoded and augmented (so every bad file is known);
   /// batches may still be queued for the consumer.
   bool processed() const { return processed_.load(); }
@@ -396,6 +398,7 @@ class EpochRun {
   Context ctx_;
   std::uint64_t epoch_;
   std::vector<std::uint64_t> order_;
+  std::vector<bool> excluded_;
   std::uint64_t next_position_ = 0;  // only the source body touches it (serial)
 
   std::unique_ptr<flow::graph> graph_;
@@ -510,10 +513,11 @@ std::size_t Loader::tokens() const {
 }
 
 std::shared_ptr<EpochRun> Loader::make_run(std::uint64_t epoch) {
-  auto order = epoch_order(data_.size(), bad_->excluded(), options_.seed, epoch, options_.shuffle, options_.shard);
+  auto excluded = bad_->excluded();
+  auto order = epoch_order(data_.size(), excluded, options_.seed, epoch, options_.shuffle, options_.shard);
   if (options_.drop_last) order.resize(order.size() / options_.batch_size * options_.batch_size);
   EpochRun::Context context{&data_, pipeline_.get(), &options_, shape_, bad_.get(), cache_.get(), arena_.get()};
-  return std::make_shared<EpochRun>(context, epoch, std::move(order));
+  return std::make_shared<EpochRun>(context, epoch, std::move(order), std::move(excluded));
 }
 
 void Loader::retire(std::shared_ptr<EpochRun>& run) {
@@ -560,6 +564,11 @@ std::size_t Loader::in_flight_high_water() const {
   if (run_) most = std::max(most, run_->high_water());
   if (next_run_) most = std::max(most, next_run_->high_water());
   return most;
+}
+
+std::vector<bool> Loader::exclusions_for(std::uint64_t epoch) const {
+  if (next_run_ && next_run_->epoch() == epoch) return next_run_->excluded();
+  return bad_->excluded();
 }
 
 std::size_t Loader::cache_bytes() const { return cache_ ? cache_->bytes() : 0; }

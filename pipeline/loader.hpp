@@ -123,6 +123,14 @@ class Loader {
   void stop();
 
   const BadFiles& bad_files() const { return *bad_; }
+  /// The samples epoch `epoch`'s order leaves out (or will: everything found unusable so far,
+  /// unless that epoch already started early). A resumed run restores exactly this set.
+  std::vector<bool> exclusions_for(std::uint64_t epoch) const;
+  /// Marks sample `index` unusable before streaming (a resumed run restores what the
+  /// interrupted one found, so its epochs exclude the same samples).
+  void mark_unusable(std::size_t index, const std::string& reason) {
+    bad_->add(index, data_.describe(index), reason);
+  }
   /// Seconds the consumer spent blocked in next() since construction.
   double wait_seconds() const { return wait_seconds_; }
   /// The largest number of samples that were in flight at once (instrumentation for tests).

@@ -85,9 +85,59 @@ void write_text(const fs::path& path, const std::string& text) {
   if (!file) throw IoError(path.string() + ": cannot write");
 }
 
+/// The unusable samples that epoch `epoch`'s order excludes, with their reasons: a resumed run
+/// must exclude exactly these (bad files that the early start of that epoch found since are
+/// rediscovered in it, as in the uninterrupted run).
+nlohmann::json unusable_of(const Loader& loader, std::uint64_t epoch) {
+  const auto excluded = loader.exclusions_for(epoch);
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& [index, entry] : loader.bad_files().entries())
+    if (index < excluded.size() && excluded[index]) list.push_back({index, entry.second});
+  return list;
+}
+
+void restore_unusable(Loader& loader, const nlohmann::json& list) {
+  for (const auto& item : list) loader.mark_unusable(item.at(0).get<std::size_t>(), item.at(1).get<std::string>());
+}
+
 }  // namespace
 
-TrainSummary train(const TrainConfig& c, const std::function<void(const std::string&)>& log) {
+nlohmann::json to_json(const TrainConfig& c) {
+  return {{"train", c.train}, {"val", c.val}, {"val_split", c.val_split}, {"model", c.model}, {"aug", c.aug},
+          {"epochs", c.epochs}, {"batch", c.batch}, {"optimizer", c.optimizer}, {"lr", c.lr},
+          {"schedule", c.schedule}, {"regularizer", c.regularizer}, {"weight_decay", c.weight_decay},
+          {"early_stop", c.early_stop}, {"seed", c.seed}, {"threads", c.threads}, {"cache_mb", c.cache_mb},
+          {"out", c.out}};
+}
+
+TrainConfig train_config_from_json(const nlohmann::json& j) {
+  TrainConfig c;
+  try {
+    c.train = j.at("train");
+    c.val = j.at("val");
+    c.val_split = j.at("val_split");
+    c.model = j.at("model");
+    c.aug = j.at("aug");
+    c.epochs = j.at("epochs");
+    c.batch = j.at("batch");
+    c.optimizer = j.at("optimizer");
+    c.lr = j.at("lr");
+    c.schedule = j.at("schedule");
+    c.regularizer = j.at("regularizer");
+    c.weight_decay = j.at("weight_decay");
+    c.early_stop = j.at("early_stop");
+    c.seed = j.at("seed");
+    c.threads = j.at("threads");
+    c.cache_mb = j.at("cache_mb");
+    c.out = j.at("out");
+  } catch (const nlohmann::json::exception& e) {
+    throw ConfigError(std::string("config.json of the run to resume is incomplete or malformed: ") + e.what());
+  }
+  return c;
+}
+
+TrainSummary train(const TrainConfig& c, const std::function<void(const std::string&)>& log, bool resume,
+                   const std::atomic<bool>* stop) {
   if (c.epochs < 1) throw ConfigError("--epochs must be at least 1, got " + std::to_string(c.epochs));
   if (!(c.lr > 0) || !std::isfinite(c.lr)) throw ConfigError("--lr must be a positive number");
   if (c.out.empty()) throw ConfigError("--out RUNDIR is required");
@@ -137,18 +187,44 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
 
   fs::create_directories(c.out);
   const fs::path out(c.out);
-  const nlohmann::json config = {
-      {"train", c.train}, {"val", c.val}, {"val_split", c.val.empty() ? c.val_split : 0.0},
-      {"model", model::print_model_spec(model_spec)}, {"aug", train_pipeline->print()},
-      {"val_aug", val_pipeline->print()}, {"epochs", c.epochs}, {"batch", c.batch},
-      {"optimizer", c.optimizer}, {"lr", c.lr}, {"schedule", model::print_schedule(schedule)},
-      {"regularizer", model::print_regularizer(regularizer)}, {"weight_decay", c.weight_decay},
-      {"early_stop", c.early_stop}, {"seed", c.seed}, {"threads", c.threads}, {"cache_mb", c.cache_mb},
-      {"classes", train_loader.dataset().class_names},
-      {"input", {shape.channels, shape.height, shape.width}}};
-  write_text(out / "config.json", config.dump(2) + "\n");
-  std::ofstream metrics(out / "metrics.csv");
-  metrics << "epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds\n";
+  TrainSummary summary;
+  double train_seconds = 0;
+  std::size_t train_images = 0;
+  int since_best = 0;
+  std::uint64_t step = 0;
+  int first_epoch = 0;
+  if (resume) {
+    // Everything the remaining epochs depend on comes back: weights, statistics, optimizer
+    // moments, the step (dropout masks) and epoch (order, augmentation), the excluded samples.
+    const auto ckpt = model::load_checkpoint((out / "last.ckpt").string());
+    model::restore_net(net, ckpt);
+    optimizer->load_state(ckpt.optimizer_state);
+    first_epoch = static_cast<int>(ckpt.epoch);
+    step = static_cast<std::uint64_t>(ckpt.step);
+    summary.best_val_accuracy = ckpt.meta.value("best_val_accuracy", 0.0);
+    summary.best_epoch = ckpt.meta.value("best_epoch", 0);
+    summary.epochs_run = first_epoch;
+    summary.final_val_accuracy = ckpt.meta.value("final_val_accuracy", 0.0);
+    since_best = ckpt.meta.value("since_best", 0);
+    train_seconds = ckpt.meta.value("train_seconds", 0.0);
+    train_images = ckpt.meta.value("train_images", std::size_t{0});
+    restore_unusable(train_loader, ckpt.meta.value("train_unusable", nlohmann::json::array()));
+    restore_unusable(val_loader, ckpt.meta.value("val_unusable", nlohmann::json::array()));
+    log("resuming " + c.out + " after epoch " + std::to_string(first_epoch) + " of " + std::to_string(c.epochs));
+  } else {
+    nlohmann::json config = to_json(c);
+    // The canonical forms, and what the run derived, for a person reading the run folder.
+    config["model"] = model::print_model_spec(model_spec);
+    config["aug"] = train_pipeline->print();
+    config["val_aug"] = val_pipeline->print();
+    config["schedule"] = model::print_schedule(schedule);
+    config["regularizer"] = model::print_regularizer(regularizer);
+    config["classes"] = train_loader.dataset().class_names;
+    config["input"] = {shape.channels, shape.height, shape.width};
+    write_text(out / "config.json", config.dump(2) + "\n");
+  }
+  std::ofstream metrics(out / "metrics.csv", resume ? std::ios::app : std::ios::trunc);
+  if (!resume) metrics << "epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds\n";
   if (!metrics) throw IoError((out / "metrics.csv").string() + ": cannot write");
 
   auto checkpoint_of = [&](int epochs_done, std::uint64_t step) {
@@ -161,23 +237,27 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
     ckpt.augmentation = train_pipeline->print();
     ckpt.optimizer = c.optimizer;
     ckpt.optimizer_state = optimizer->state();
+    ckpt.meta = {{"best_val_accuracy", summary.best_val_accuracy}, {"best_epoch", summary.best_epoch},
+                 {"final_val_accuracy", summary.final_val_accuracy}, {"since_best", since_best},
+                 {"train_seconds", train_seconds}, {"train_images", train_images},
+                 {"train_unusable", unusable_of(train_loader, static_cast<std::uint64_t>(epochs_done))},
+                 {"val_unusable", unusable_of(val_loader, 0)}};
     return ckpt;
   };
 
-  TrainSummary summary;
-  double train_seconds = 0;
-  std::size_t train_images = 0;
-  int since_best = 0;
-  std::uint64_t step = 0;
   model::Tensor x, dlogits;
   const std::size_t batches_per_epoch =
       std::max<std::size_t>(1, (train_loader.dataset().size() + c.batch - 1) / c.batch);
-  for (int epoch = 0; epoch < c.epochs; ++epoch) {
+  for (int epoch = first_epoch; epoch < c.epochs && !summary.interrupted; ++epoch) {
     const auto start = Clock::now();
     train_loader.start_epoch(static_cast<std::uint64_t>(epoch));
     double loss_sum = 0, lr = c.lr;
     std::size_t correct = 0, images = 0, batch_index = 0;
     while (auto batch = train_loader.next()) {
+      if (stop && stop->load()) {
+        summary.interrupted = true;
+        break;
+      }
       to_tensor(*batch, x);
       const std::vector<std::uint64_t> ids(batch->sample_ids().begin(), batch->sample_ids().end());
       const model::ForwardContext ctx{model::Mode::train, c.seed, step, 0, &ids};
@@ -198,6 +278,12 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
       ++step;
       ++batch_index;
     }
+    if (summary.interrupted) {
+      train_loader.stop();
+      log("interrupted during epoch " + std::to_string(epoch + 1) + ": " + (out / "last.ckpt").string() +
+          " holds epoch " + std::to_string(epoch) + "; continue with: augflow train --resume " + c.out);
+      break;
+    }
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
     train_seconds += seconds;
     train_images += images;
@@ -216,14 +302,18 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
 
     summary.epochs_run = epoch + 1;
     summary.final_val_accuracy = val.accuracy;
-    const auto ckpt = checkpoint_of(epoch + 1, step);
-    model::save_checkpoint((out / "last.ckpt").string(), ckpt);
-    if (epoch == 0 || val.accuracy > summary.best_val_accuracy) {
+    const bool best = epoch == 0 || val.accuracy > summary.best_val_accuracy;
+    if (best) {
       summary.best_val_accuracy = val.accuracy;
       summary.best_epoch = epoch + 1;
-      model::save_checkpoint((out / "best.ckpt").string(), ckpt);
       since_best = 0;
-    } else if (c.early_stop > 0 && ++since_best >= c.early_stop) {
+    } else {
+      ++since_best;
+    }
+    const auto ckpt = checkpoint_of(epoch + 1, step);
+    model::save_checkpoint((out / "last.ckpt").string(), ckpt);
+    if (best) model::save_checkpoint((out / "best.ckpt").string(), ckpt);
+    if (!best && c.early_stop > 0 && since_best >= c.early_stop) {
       summary.stopped_early = true;
       log("early stop: no better validation accuracy for " + std::to_string(c.early_stop) + " epochs");
       break;
@@ -240,7 +330,7 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
       {"best_val_accuracy", summary.best_val_accuracy}, {"best_epoch", summary.best_epoch},
       {"epochs_run", summary.epochs_run}, {"final_val_accuracy", summary.final_val_accuracy},
       {"train_images_per_second", summary.train_images_per_second}, {"skipped_files", summary.skipped_files},
-      {"stopped_early", summary.stopped_early}};
+      {"stopped_early", summary.stopped_early}, {"interrupted", summary.interrupted}};
   write_text(out / "summary.json", summary_json.dump(2) + "\n");
   return summary;
 }

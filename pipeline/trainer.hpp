@@ -9,6 +9,7 @@
 //                       train_images_per_second, skipped_files, stopped_early, ...
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -37,6 +38,10 @@ struct TrainConfig {
   std::string out;                   ///< run folder (created)
 };
 
+/// Every setting as config.json holds it, and back (for --resume).
+nlohmann::json to_json(const TrainConfig& config);
+TrainConfig train_config_from_json(const nlohmann::json& json);
+
 struct TrainSummary {
   double best_val_accuracy = 0;
   int best_epoch = 0;
@@ -45,12 +50,20 @@ struct TrainSummary {
   double train_images_per_second = 0;
   std::size_t skipped_files = 0;
   bool stopped_early = false;
+  bool interrupted = false;  ///< `stop` was raised (Ctrl-C): last.ckpt holds the last whole epoch
 };
 
 /// Runs the training described by `config`, writing the run folder; `log` receives one line per
 /// epoch and the warnings. Throws ConfigError/SpecError for bad settings, Error for a
 /// non-finite loss (the last good checkpoint stays), IoError when the run folder cannot be
 /// written.
-TrainSummary train(const TrainConfig& config, const std::function<void(const std::string&)>& log);
+///
+/// With `resume`, continues the run in config.out from its last.ckpt (weights, batch-norm
+/// statistics, optimizer state, step, epoch, the unusable samples found so far, the best
+/// accuracy): the run ends with the same weights as an uninterrupted one.
+/// When `stop` becomes true (a signal handler sets it) the current epoch is abandoned, the
+/// loader joined, and the function returns with interrupted = true.
+TrainSummary train(const TrainConfig& config, const std::function<void(const std::string&)>& log,
+                   bool resume = false, const std::atomic<bool>* stop = nullptr);
 
 }  // namespace augflow::pipeline

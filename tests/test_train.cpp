@@ -1,5 +1,7 @@
 // The training loop end to end on a tiny generated data set: the run folder's contract and
 // that a model actually learns.
+#include <atomic>
+#include <cstring>
 #include <fstream>
 
 #include <gtest/gtest.h>
@@ -111,6 +113,71 @@ TEST(Train, BadSettingsAreClearErrors) {
   c.optimizer = "adam";
   c.schedule = "sometimes";
   EXPECT_THROW(train(c, [](const std::string&) {}), ConfigError);
+}
+
+}  // namespace
+}  // namespace augflow::pipeline
+
+namespace augflow::pipeline {
+namespace {
+
+TEST(Train, InterruptedAndResumedEqualsUninterrupted) {
+  test::TempDir dir;
+  write_colour_folder(dir, 12);
+  // A bad file too: the resumed run must exclude exactly what the interrupted one did.
+  dir.write("data/red/broken.png", {'n', 'o', 't', ' ', 'a', ' ', 'p', 'n', 'g'});
+  TrainConfig c;
+  c.train = (dir.path() / "data").string();
+  c.model = "fc8-relu-drop0.3-fc2";
+  c.aug = "pad_crop(0,32) | hflip | normalize(none)";
+  c.epochs = 4;
+  c.batch = 4;
+  c.schedule = "cosine";
+
+  c.out = (dir.path() / "straight").string();
+  const auto straight = train(c, [](const std::string&) {});
+  EXPECT_FALSE(straight.interrupted);
+  EXPECT_EQ(straight.skipped_files, 1u);
+
+  c.out = (dir.path() / "interrupted").string();
+  std::atomic<bool> stop{false};
+  const auto first = train(
+      c, [&](const std::string& line) { if (line.rfind("epoch 2/4", 0) == 0) stop = true; }, false, &stop);
+  EXPECT_TRUE(first.interrupted);
+  EXPECT_EQ(model::load_checkpoint(c.out + "/last.ckpt").epoch, 2);
+  const auto resumed = train(c, [](const std::string&) {}, true);
+  EXPECT_FALSE(resumed.interrupted);
+  EXPECT_EQ(resumed.epochs_run, 4);
+  EXPECT_EQ(resumed.best_val_accuracy, straight.best_val_accuracy);
+
+  const auto a = model::load_checkpoint((dir.path() / "straight" / "last.ckpt").string());
+  const auto b = model::load_checkpoint((dir.path() / "interrupted" / "last.ckpt").string());
+  EXPECT_EQ(a.step, b.step);
+  for (const auto& [name, tensor] : a.params) {
+    const auto& other = b.params.at(name);
+    ASSERT_EQ(tensor.size(), other.size());
+    EXPECT_EQ(0, std::memcmp(tensor.data(), other.data(), tensor.size() * sizeof(float))) << name;
+  }
+  for (const auto& [name, tensor] : a.optimizer_state) {
+    const auto& other = b.optimizer_state.at(name);
+    EXPECT_EQ(0, std::memcmp(tensor.data(), other.data(), tensor.size() * sizeof(float))) << name;
+  }
+  std::ifstream metrics(c.out + "/metrics.csv");
+  std::string line;
+  int rows = 0;
+  while (std::getline(metrics, line)) ++rows;
+  EXPECT_EQ(rows, 5) << "the resumed run appends epochs 3 and 4";
+}
+
+TEST(Train, ResumeWithoutACheckpointIsAClearError) {
+  test::TempDir dir;
+  write_colour_folder(dir, 4);
+  TrainConfig c;
+  c.train = (dir.path() / "data").string();
+  c.aug = "pad_crop(0,32) | normalize(none)";
+  c.model = "fc2";
+  c.out = (dir.path() / "never_ran").string();
+  EXPECT_THROW(train(c, [](const std::string&) {}, true), IoError);
 }
 
 }  // namespace
