@@ -1,6 +1,10 @@
 // augflow train: train a model from an image folder, a list file or Fashion-MNIST.
+#include <unistd.h>
+
 #include <atomic>
+#include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <fstream>
 #include <iostream>
 
@@ -44,9 +48,27 @@ void run_train(const TrainCommand& command) {
   interrupt_requested.store(false);
   std::signal(SIGINT, on_interrupt);
   std::signal(SIGTERM, on_interrupt);
-  const auto summary = pipeline::train(
-      config, [](const std::string& line) { std::cout << line << std::endl; }, !command.resume.empty(),
-      &interrupt_requested);
+  // On a terminal a live progress line, redrawn at most 5 times a second; otherwise only the
+  // per-epoch log lines (logs stay readable).
+  const bool terminal = ::isatty(STDOUT_FILENO) != 0;
+  auto last_draw = std::chrono::steady_clock::now() - std::chrono::seconds(1);
+  pipeline::ProgressSink progress;
+  if (terminal) {
+    progress = [&last_draw](const pipeline::TrainProgress& p) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now - last_draw < std::chrono::milliseconds(200) && p.batch != p.batches) return;
+      last_draw = now;
+      const long eta = static_cast<long>(p.eta_seconds);
+      std::printf("\r\033[Kepoch %d/%d  batch %zu/%zu  loss %.4f  %.0f images/s  ETA %ld:%02ld", p.epoch, p.epochs,
+                  p.batch, p.batches, p.loss, p.images_per_second, eta / 60, eta % 60);
+      std::fflush(stdout);
+    };
+  }
+  auto log = [terminal](const std::string& line) {
+    if (terminal) std::printf("\r\033[K");
+    std::cout << line << std::endl;
+  };
+  const auto summary = pipeline::train(config, log, !command.resume.empty(), &interrupt_requested, progress);
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
   if (summary.interrupted) {

@@ -17,6 +17,7 @@
 #include "model/optim.hpp"
 #include "model/regularizer.hpp"
 #include "pipeline/loader.hpp"
+#include "pipeline/plot.hpp"
 
 namespace augflow::pipeline {
 namespace {
@@ -136,8 +137,23 @@ TrainConfig train_config_from_json(const nlohmann::json& j) {
   return c;
 }
 
+/// The epochs already in a run's metrics.csv (for the curves of a resumed run).
+std::vector<EpochMetrics> read_history(const fs::path& path, int epochs) {
+  std::vector<EpochMetrics> history;
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);  // header
+  while (static_cast<int>(history.size()) < epochs && std::getline(in, line)) {
+    EpochMetrics m;
+    if (std::sscanf(line.c_str(), "%*d,%lf,%lf,%lf,%lf", &m.train_loss, &m.train_accuracy, &m.val_loss,
+                    &m.val_accuracy) == 4)
+      history.push_back(m);
+  }
+  return history;
+}
+
 TrainSummary train(const TrainConfig& c, const std::function<void(const std::string&)>& log, bool resume,
-                   const std::atomic<bool>* stop) {
+                   const std::atomic<bool>* stop, const ProgressSink& progress) {
   if (c.epochs < 1) throw ConfigError("--epochs must be at least 1, got " + std::to_string(c.epochs));
   if (!(c.lr > 0) || !std::isfinite(c.lr)) throw ConfigError("--lr must be a positive number");
   if (c.out.empty()) throw ConfigError("--out RUNDIR is required");
@@ -223,6 +239,7 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
     config["input"] = {shape.channels, shape.height, shape.width};
     write_text(out / "config.json", config.dump(2) + "\n");
   }
+  std::vector<EpochMetrics> history = resume ? read_history(out / "metrics.csv", first_epoch) : std::vector<EpochMetrics>{};
   std::ofstream metrics(out / "metrics.csv", resume ? std::ios::app : std::ios::trunc);
   if (!resume) metrics << "epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds\n";
   if (!metrics) throw IoError((out / "metrics.csv").string() + ": cannot write");
@@ -277,6 +294,14 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
       images += static_cast<std::size_t>(batch->size());
       ++step;
       ++batch_index;
+      if (progress) {
+        const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+        const double rate = elapsed > 0 ? images / elapsed : 0;
+        const double left_in_epoch = std::max<double>(0, batches_per_epoch - batch_index) * c.batch;
+        const double later_epochs = static_cast<double>(c.epochs - epoch - 1) * batches_per_epoch * c.batch;
+        progress({epoch + 1, c.epochs, batch_index, batches_per_epoch, loss_sum / std::max<std::size_t>(1, images),
+                  rate, rate > 0 ? (left_in_epoch + later_epochs) / rate : 0});
+      }
     }
     if (summary.interrupted) {
       train_loader.stop();
@@ -293,6 +318,8 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
     metrics << epoch + 1 << "," << train_loss << "," << train_accuracy << "," << val.loss << "," << val.accuracy
             << "," << lr << "," << seconds << "\n";
     metrics.flush();
+    history.push_back({train_loss, train_accuracy, val.loss, val.accuracy});
+    write_curves((out / "curves.png").string(), history);
     char line[256];
     std::snprintf(line, sizeof line,
                   "epoch %d/%d: train loss %.4f acc %.4f | val loss %.4f acc %.4f | lr %.3g | %.0f images/s",

@@ -5,6 +5,7 @@
 // RUNDIR/metrics.csv    epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds
 // RUNDIR/last.ckpt      the weights after the last finished epoch (atomic writes)
 // RUNDIR/best.ckpt      the weights of the epoch with the best validation accuracy
+// RUNDIR/curves.png     loss and accuracy per epoch, train vs val
 // RUNDIR/summary.json   best_val_accuracy, best_epoch, epochs_run, final_val_accuracy,
 //                       train_images_per_second, skipped_files, stopped_early, ...
 #pragma once
@@ -38,6 +39,18 @@ struct TrainConfig {
   std::string out;                   ///< run folder (created)
 };
 
+/// Where training stands, for a live progress line (reported after every batch).
+struct TrainProgress {
+  int epoch = 0;            ///< 1-based
+  int epochs = 0;
+  std::size_t batch = 0;    ///< 1-based within the epoch
+  std::size_t batches = 0;  ///< batches per epoch (estimate)
+  double loss = 0;          ///< running mean over the epoch so far
+  double images_per_second = 0;
+  double eta_seconds = 0;   ///< for the whole run
+};
+using ProgressSink = std::function<void(const TrainProgress&)>;
+
 /// Every setting as config.json holds it, and back (for --resume).
 nlohmann::json to_json(const TrainConfig& config);
 TrainConfig train_config_from_json(const nlohmann::json& json);
@@ -64,6 +77,7 @@ struct TrainSummary {
 /// When `stop` becomes true (a signal handler sets it) the current epoch is abandoned, the
 /// loader joined, and the function returns with interrupted = true.
 TrainSummary train(const TrainConfig& config, const std::function<void(const std::string&)>& log,
-                   bool resume = false, const std::atomic<bool>* stop = nullptr);
+                   bool resume = false, const std::atomic<bool>* stop = nullptr,
+                   const ProgressSink& progress = {});
 
 }  // namespace augflow::pipeline

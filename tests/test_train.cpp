@@ -48,13 +48,25 @@ TEST(Train, WritesTheRunFolderAndLearns) {
   c.lr = 0.01;
   c.out = (dir.path() / "run").string();
   std::vector<std::string> lines;
-  const TrainSummary s = train(c, [&](const std::string& line) { lines.push_back(line); });
+  std::size_t progress_calls = 0;
+  TrainProgress last;
+  const TrainSummary s = train(
+      c, [&](const std::string& line) { lines.push_back(line); }, false, nullptr,
+      [&](const TrainProgress& p) {
+        ++progress_calls;
+        last = p;
+      });
+  EXPECT_EQ(lines.size(), 6u) << "one log line per epoch";
+  EXPECT_GT(progress_calls, 6u) << "progress after every batch";
+  EXPECT_EQ(last.epoch, 6);
+  EXPECT_EQ(last.batch, last.batches);
 
   EXPECT_EQ(s.epochs_run, 6);
   EXPECT_GE(s.best_val_accuracy, 0.9) << "a linear model separates red from blue";
   const auto out = dir.path() / "run";
-  for (const char* file : {"config.json", "metrics.csv", "last.ckpt", "best.ckpt", "summary.json"})
+  for (const char* file : {"config.json", "metrics.csv", "last.ckpt", "best.ckpt", "summary.json", "curves.png"})
     EXPECT_TRUE(std::filesystem::exists(out / file)) << file;
+  EXPECT_EQ(cv::imread((out / "curves.png").string()).cols, 960) << "the curves are a readable PNG";
   const auto summary = read_json(out / "summary.json");
   for (const char* key : {"best_val_accuracy", "best_epoch", "epochs_run", "final_val_accuracy",
                           "train_images_per_second", "skipped_files"})

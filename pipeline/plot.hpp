@@ -1,0 +1,20 @@
+// Training curves as a PNG (RUNDIR/curves.png): loss and accuracy per epoch, train vs val.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace augflow::pipeline {
+
+struct EpochMetrics {
+  double train_loss = 0;
+  double train_accuracy = 0;
+  double val_loss = 0;
+  double val_accuracy = 0;
+};
+
+/// Draws two panels (loss, accuracy) over epochs 1..N, train in blue and val in orange, and
+/// writes them to `path`. Throws IoError when the file cannot be written.
+void write_curves(const std::string& path, const std::vector<EpochMetrics>& history);
+
+}  // namespace augflow::pipeline
