@@ -119,6 +119,10 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--early-stop", c->early_stop,
                   "stop after this many epochs without a better validation accuracy (0: off)")
       ->capture_default_str();
+  cmd->add_option("--ema", c->ema,
+                  "keep Polyak/EMA weights with this decay (e.g. 0.999), validated every epoch too and saved as "
+                  "RUNDIR/ema.ckpt; 0: off")
+      ->capture_default_str();
   cmd->add_option("--seed", c->seed, "run seed: split, order, augmentation, initialisation, dropout masks")
       ->capture_default_str();
   cmd->add_option("--threads", c->threads, "loader threads")->capture_default_str();

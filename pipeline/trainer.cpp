@@ -108,7 +108,7 @@ nlohmann::json to_json(const TrainConfig& c) {
           {"epochs", c.epochs}, {"batch", c.batch}, {"optimizer", c.optimizer}, {"lr", c.lr},
           {"schedule", c.schedule}, {"regularizer", c.regularizer}, {"weight_decay", c.weight_decay},
           {"early_stop", c.early_stop}, {"seed", c.seed}, {"threads", c.threads}, {"cache_mb", c.cache_mb},
-          {"out", c.out}};
+          {"ema", c.ema}, {"out", c.out}};
 }
 
 TrainConfig train_config_from_json(const nlohmann::json& j) {
@@ -130,6 +130,7 @@ TrainConfig train_config_from_json(const nlohmann::json& j) {
     c.seed = j.at("seed");
     c.threads = j.at("threads");
     c.cache_mb = j.at("cache_mb");
+    c.ema = j.value("ema", 0.0);
     c.out = j.at("out");
   } catch (const nlohmann::json::exception& e) {
     throw ConfigError(std::string("config.json of the run to resume is incomplete or malformed: ") + e.what());
@@ -157,6 +158,7 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
   if (c.epochs < 1) throw ConfigError("--epochs must be at least 1, got " + std::to_string(c.epochs));
   if (!(c.lr > 0) || !std::isfinite(c.lr)) throw ConfigError("--lr must be a positive number");
   if (c.out.empty()) throw ConfigError("--out RUNDIR is required");
+  if (!(c.ema >= 0 && c.ema < 1)) throw ConfigError("--ema must be in [0, 1) (e.g. 0.999), got " + std::to_string(c.ema));
   const auto schedule = model::parse_schedule(c.schedule);
   const auto regularizer = model::parse_regularizer(c.regularizer);
   model::OptimizerOptions optimizer_options;
@@ -201,6 +203,17 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
   model::Net net(model_spec, {0, shape.channels, shape.height, shape.width}, classes);
   net.initialize(c.seed);
 
+  // Polyak/EMA averaging: a shadow copy of every parameter, ema <- d*ema + (1-d)*w after each
+  // step, evaluated each epoch by swapping it in (batch-norm statistics stay the model's).
+  std::vector<model::Tensor> ema;
+  if (c.ema > 0)
+    for (const model::Param* p : net.params()) ema.push_back(p->value);
+  auto swap_ema = [&] {
+    auto params = net.params();
+    for (std::size_t i = 0; i < params.size(); ++i) std::swap(params[i]->value.storage(), ema[i].storage());
+  };
+  const std::string kEmaPrefix = "ema/";
+
   fs::create_directories(c.out);
   const fs::path out(c.out);
   TrainSummary summary;
@@ -214,7 +227,18 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
     // moments, the step (dropout masks) and epoch (order, augmentation), the excluded samples.
     const auto ckpt = model::load_checkpoint((out / "last.ckpt").string());
     model::restore_net(net, ckpt);
-    optimizer->load_state(ckpt.optimizer_state);
+    model::OptimizerState optimizer_state;
+    for (const auto& [name, tensor] : ckpt.optimizer_state) {
+      if (name.rfind(kEmaPrefix, 0) != 0) {
+        optimizer_state.emplace(name, tensor);
+        continue;
+      }
+      const auto params = net.params();
+      for (std::size_t i = 0; i < params.size() && i < ema.size(); ++i)
+        if (params[i]->name == name.substr(kEmaPrefix.size())) ema[i] = tensor;
+    }
+    optimizer->load_state(optimizer_state);
+    summary.best_ema_val_accuracy = ckpt.meta.value("best_ema_val_accuracy", 0.0);
     first_epoch = static_cast<int>(ckpt.epoch);
     step = static_cast<std::uint64_t>(ckpt.step);
     summary.best_val_accuracy = ckpt.meta.value("best_val_accuracy", 0.0);
@@ -241,7 +265,9 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
   }
   std::vector<EpochMetrics> history = resume ? read_history(out / "metrics.csv", first_epoch) : std::vector<EpochMetrics>{};
   std::ofstream metrics(out / "metrics.csv", resume ? std::ios::app : std::ios::trunc);
-  if (!resume) metrics << "epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds\n";
+  if (!resume)
+    metrics << "epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds"
+            << (ema.empty() ? "" : ",ema_val_loss,ema_val_accuracy") << "\n";
   if (!metrics) throw IoError((out / "metrics.csv").string() + ": cannot write");
 
   auto checkpoint_of = [&](int epochs_done, std::uint64_t step) {
@@ -254,9 +280,12 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
     ckpt.augmentation = train_pipeline->print();
     ckpt.optimizer = c.optimizer;
     ckpt.optimizer_state = optimizer->state();
+    const auto params = net.params();
+    for (std::size_t i = 0; i < ema.size(); ++i) ckpt.optimizer_state[kEmaPrefix + params[i]->name] = ema[i];
     ckpt.meta = {{"best_val_accuracy", summary.best_val_accuracy}, {"best_epoch", summary.best_epoch},
                  {"final_val_accuracy", summary.final_val_accuracy}, {"since_best", since_best},
                  {"train_seconds", train_seconds}, {"train_images", train_images},
+                 {"best_ema_val_accuracy", summary.best_ema_val_accuracy},
                  {"train_unusable", unusable_of(train_loader, static_cast<std::uint64_t>(epochs_done))},
                  {"val_unusable", unusable_of(val_loader, 0)}};
     return ckpt;
@@ -289,6 +318,15 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
                     (epoch > 0 ? (out / "last.ckpt").string() + " holds the last good epoch" : "no epoch finished"));
       lr = schedule.lr(c.lr, epoch, static_cast<double>(batch_index) / batches_per_epoch, c.epochs);
       optimizer->step(net.params(), static_cast<float>(lr));
+      if (!ema.empty()) {
+        const auto params = net.params();
+        const float d = static_cast<float>(c.ema);
+        for (std::size_t i = 0; i < params.size(); ++i) {
+          float* shadow = ema[i].data();
+          const float* w = params[i]->value.data();
+          for (std::size_t k = 0; k < ema[i].size(); ++k) shadow[k] = d * shadow[k] + (1.0f - d) * w[k];
+        }
+      }
       loss_sum += r.loss * batch->size();
       correct += static_cast<std::size_t>(r.correct);
       images += static_cast<std::size_t>(batch->size());
@@ -316,7 +354,24 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
     const double train_loss = images ? loss_sum / images : 0;
     const double train_accuracy = images ? static_cast<double>(correct) / images : 0;
     metrics << epoch + 1 << "," << train_loss << "," << train_accuracy << "," << val.loss << "," << val.accuracy
-            << "," << lr << "," << seconds << "\n";
+            << "," << lr << "," << seconds;
+    if (!ema.empty()) {
+      swap_ema();
+      const EpochStats ema_val = evaluate(net, val_loader, c.seed);
+      model::Checkpoint ema_ckpt;
+      model::store_net(net, ema_ckpt);
+      ema_ckpt.class_names = train_loader.dataset().class_names;
+      ema_ckpt.epoch = epoch + 1;
+      ema_ckpt.seed = c.seed;
+      ema_ckpt.augmentation = train_pipeline->print();
+      ema_ckpt.meta = {{"ema", c.ema}};
+      swap_ema();
+      model::save_checkpoint((out / "ema.ckpt").string(), ema_ckpt);
+      summary.best_ema_val_accuracy = std::max(summary.best_ema_val_accuracy, ema_val.accuracy);
+      metrics << "," << ema_val.loss << "," << ema_val.accuracy;
+      log("  ema weights: val loss " + std::to_string(ema_val.loss) + " acc " + std::to_string(ema_val.accuracy));
+    }
+    metrics << "\n";
     metrics.flush();
     history.push_back({train_loss, train_accuracy, val.loss, val.accuracy});
     write_curves((out / "curves.png").string(), history);
@@ -353,11 +408,12 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
     if (train_loader.bad_files().count()) log(train_loader.bad_files().summary());
     if (val_loader.bad_files().count()) log(val_loader.bad_files().summary());
   }
-  const nlohmann::json summary_json = {
+  nlohmann::json summary_json = {
       {"best_val_accuracy", summary.best_val_accuracy}, {"best_epoch", summary.best_epoch},
       {"epochs_run", summary.epochs_run}, {"final_val_accuracy", summary.final_val_accuracy},
       {"train_images_per_second", summary.train_images_per_second}, {"skipped_files", summary.skipped_files},
       {"stopped_early", summary.stopped_early}, {"interrupted", summary.interrupted}};
+  if (!ema.empty()) summary_json["best_ema_val_accuracy"] = summary.best_ema_val_accuracy;
   write_text(out / "summary.json", summary_json.dump(2) + "\n");
   return summary;
 }

@@ -6,6 +6,7 @@
 // RUNDIR/last.ckpt      the weights after the last finished epoch (atomic writes)
 // RUNDIR/best.ckpt      the weights of the epoch with the best validation accuracy
 // RUNDIR/curves.png     loss and accuracy per epoch, train vs val
+// RUNDIR/ema.ckpt       with --ema: the Polyak/EMA weights after the last epoch (for eval ensembles)
 // RUNDIR/summary.json   best_val_accuracy, best_epoch, epochs_run, final_val_accuracy,
 //                       train_images_per_second, skipped_files, stopped_early, ...
 #pragma once
@@ -36,6 +37,7 @@ struct TrainConfig {
   std::uint64_t seed = 0;
   int threads = 2;
   std::size_t cache_mb = 0;
+  double ema = 0.0;                  ///< Polyak/EMA decay of a shadow copy of the weights; 0 = off
   std::string out;                   ///< run folder (created)
 };
 
@@ -64,6 +66,7 @@ struct TrainSummary {
   std::size_t skipped_files = 0;
   bool stopped_early = false;
   bool interrupted = false;  ///< `stop` was raised (Ctrl-C): last.ckpt holds the last whole epoch
+  double best_ema_val_accuracy = 0;  ///< with --ema: the best validation accuracy of the EMA weights
 };
 
 /// Runs the training described by `config`, writing the run folder; `log` receives one line per

@@ -145,6 +145,7 @@ TEST(Train, InterruptedAndResumedEqualsUninterrupted) {
   c.epochs = 4;
   c.batch = 4;
   c.schedule = "cosine";
+  c.ema = 0.9;  // the EMA weights must survive the interruption too
 
   c.out = (dir.path() / "straight").string();
   const auto straight = train(c, [](const std::string&) {});
@@ -174,11 +175,23 @@ TEST(Train, InterruptedAndResumedEqualsUninterrupted) {
     const auto& other = b.optimizer_state.at(name);
     EXPECT_EQ(0, std::memcmp(tensor.data(), other.data(), tensor.size() * sizeof(float))) << name;
   }
+  const auto ema_a = model::load_checkpoint((dir.path() / "straight" / "ema.ckpt").string());
+  const auto ema_b = model::load_checkpoint((dir.path() / "interrupted" / "ema.ckpt").string());
+  for (const auto& [name, tensor] : ema_a.params)
+    EXPECT_EQ(0, std::memcmp(tensor.data(), ema_b.params.at(name).data(), tensor.size() * sizeof(float))) << name;
+  bool differs_from_last = false;
+  for (const auto& [name, tensor] : ema_a.params)
+    differs_from_last |= std::memcmp(tensor.data(), a.params.at(name).data(), tensor.size() * sizeof(float)) != 0;
+  EXPECT_TRUE(differs_from_last) << "the EMA weights are an average, not the last weights";
+  EXPECT_EQ(resumed.best_ema_val_accuracy, straight.best_ema_val_accuracy);
+
   std::ifstream metrics(c.out + "/metrics.csv");
   std::string line;
   int rows = 0;
+  std::getline(metrics, line);
+  EXPECT_NE(line.find("ema_val_accuracy"), std::string::npos) << line;
   while (std::getline(metrics, line)) ++rows;
-  EXPECT_EQ(rows, 5) << "the resumed run appends epochs 3 and 4";
+  EXPECT_EQ(rows, 4) << "the resumed run appends epochs 3 and 4";
 }
 
 TEST(Train, ResumeWithoutACheckpointIsAClearError) {
