@@ -184,6 +184,7 @@ void add_bench_command(CLI::App& app) {
   cmd->footer(aug_spec_help());
   cmd->callback([o] { run_bench_augment(*o); });
   add_bench_loader_command(*bench);
+  add_bench_train_command(*bench);
 }
 
 }  // namespace augflow::apps

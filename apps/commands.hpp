@@ -15,6 +15,8 @@ void add_train_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 /// `bench loader`, a subcommand of `bench` (apps/bench_loader.cpp).
 void add_bench_loader_command(CLI::App& bench);
+/// `bench train` (apps/bench_train.cpp).
+void add_bench_train_command(CLI::App& bench);
 
 /// Keeps OpenCV from starting its own threads: augflow's parallelism comes from TBB over
 /// samples, and OpenCV's nested parallel_for_ would oversubscribe the cores (PITFALLS.md).

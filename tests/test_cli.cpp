@@ -128,3 +128,20 @@ TEST(Cli, TrainWithoutOutIsAUsageError) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Cli, BenchTrainWritesTheContractKeys) {
+  augflow::test::TempDir dir;
+  const auto json_path = dir.path() / "train.json";
+  const auto r = run("bench train --model twolayer --batch 16 --steps 2 --repeats 1 --threads 2 --json " +
+                     json_path.string());
+  ASSERT_EQ(r.status, 0) << r.output;
+  std::ifstream in(json_path);
+  const auto report = nlohmann::json::parse(in);
+  for (const char* key : {"train_samples_per_second", "infer_samples_per_second", "gflops"})
+    EXPECT_GT(report.at(key).get<double>(), 0.0) << key;
+  EXPECT_EQ(report.at("model"), "fc50-relu-fc10");
+}
+
+}  // namespace
