@@ -30,6 +30,26 @@ void write_colour_folder(const test::TempDir& dir, int per_class) {
   }
 }
 
+/// A small run over write_colour_folder's data (the tests change what they vary).
+TrainConfig colour_config(const test::TempDir& dir) {
+  TrainConfig c;
+  c.train = (dir.path() / "data").string();
+  c.model = "fc8-relu-drop0.3-fc2";
+  c.aug = "pad_crop(0,32) | hflip | normalize(none)";
+  c.batch = 4;
+  return c;
+}
+
+/// Every tensor of `a` equals (bit for bit) the tensor of the same name in `b`.
+void expect_same_tensors(const std::map<std::string, model::Tensor>& a, const std::map<std::string, model::Tensor>& b) {
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [name, tensor] : a) {
+    const auto& other = b.at(name);
+    ASSERT_EQ(tensor.size(), other.size()) << name;
+    EXPECT_EQ(0, std::memcmp(tensor.data(), other.data(), tensor.size() * sizeof(float))) << name;
+  }
+}
+
 nlohmann::json read_json(const std::filesystem::path& path) {
   std::ifstream in(path);
   return nlohmann::json::parse(in);
@@ -89,25 +109,15 @@ TEST(Train, WritesTheRunFolderAndLearns) {
 TEST(Train, SameSeedSameResult) {
   test::TempDir dir;
   write_colour_folder(dir, 10);
-  TrainConfig c;
-  c.train = (dir.path() / "data").string();
-  c.model = "fc8-relu-drop0.3-fc2";
-  c.aug = "pad_crop(0,32) | hflip | normalize(none)";
+  TrainConfig c = colour_config(dir);
   c.epochs = 2;
-  c.batch = 4;
   auto run = [&](const std::string& name, int threads) {
     c.out = (dir.path() / name).string();
     c.threads = threads;
     train(c, [](const std::string&) {});
     return model::load_checkpoint((dir.path() / name / "last.ckpt").string());
   };
-  const auto a = run("a", 1), b = run("b", 2);
-  ASSERT_EQ(a.params.size(), b.params.size());
-  for (const auto& [name, tensor] : a.params) {
-    const auto& other = b.params.at(name);
-    ASSERT_EQ(tensor.size(), other.size());
-    EXPECT_EQ(0, std::memcmp(tensor.data(), other.data(), tensor.size() * sizeof(float))) << name;
-  }
+  expect_same_tensors(run("a", 1).params, run("b", 2).params);
 }
 
 TEST(Train, BadSettingsAreClearErrors) {
@@ -138,12 +148,8 @@ TEST(Train, InterruptedAndResumedEqualsUninterrupted) {
   write_colour_folder(dir, 12);
   // A bad file too: the resumed run must exclude exactly what the interrupted one did.
   dir.write("data/red/broken.png", {'n', 'o', 't', ' ', 'a', ' ', 'p', 'n', 'g'});
-  TrainConfig c;
-  c.train = (dir.path() / "data").string();
-  c.model = "fc8-relu-drop0.3-fc2";
-  c.aug = "pad_crop(0,32) | hflip | normalize(none)";
+  TrainConfig c = colour_config(dir);
   c.epochs = 4;
-  c.batch = 4;
   c.schedule = "cosine";
   c.ema = 0.9;  // the EMA weights must survive the interruption too
 
@@ -166,19 +172,11 @@ TEST(Train, InterruptedAndResumedEqualsUninterrupted) {
   const auto a = model::load_checkpoint((dir.path() / "straight" / "last.ckpt").string());
   const auto b = model::load_checkpoint((dir.path() / "interrupted" / "last.ckpt").string());
   EXPECT_EQ(a.step, b.step);
-  for (const auto& [name, tensor] : a.params) {
-    const auto& other = b.params.at(name);
-    ASSERT_EQ(tensor.size(), other.size());
-    EXPECT_EQ(0, std::memcmp(tensor.data(), other.data(), tensor.size() * sizeof(float))) << name;
-  }
-  for (const auto& [name, tensor] : a.optimizer_state) {
-    const auto& other = b.optimizer_state.at(name);
-    EXPECT_EQ(0, std::memcmp(tensor.data(), other.data(), tensor.size() * sizeof(float))) << name;
-  }
+  expect_same_tensors(a.params, b.params);
+  expect_same_tensors(a.optimizer_state, b.optimizer_state);
   const auto ema_a = model::load_checkpoint((dir.path() / "straight" / "ema.ckpt").string());
   const auto ema_b = model::load_checkpoint((dir.path() / "interrupted" / "ema.ckpt").string());
-  for (const auto& [name, tensor] : ema_a.params)
-    EXPECT_EQ(0, std::memcmp(tensor.data(), ema_b.params.at(name).data(), tensor.size() * sizeof(float))) << name;
+  expect_same_tensors(ema_a.params, ema_b.params);
   bool differs_from_last = false;
   for (const auto& [name, tensor] : ema_a.params)
     differs_from_last |= std::memcmp(tensor.data(), a.params.at(name).data(), tensor.size() * sizeof(float)) != 0;
