@@ -109,3 +109,22 @@ cpu_watch_report() {
              "its figures are low (rerun on an idle machine)" >&2
     fi
 }
+
+# check_torch_peer: exit 1 with instructions unless $PY imports torch and
+# torch runs on OpenBLAS (bench/torch_train.py --check-blas prints the BLAS,
+# or says how to select OpenBLAS instead of the reference BLAS).
+check_torch_peer() {
+    local here
+    here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+    if [[ ! -x "$PY" ]] || ! "$PY" -c 'import torch' >/dev/null 2>&1; then
+        cat >&2 <<EOF2
+error: $PY cannot import torch (the PyTorch peer).
+Install Debian's package, as root:
+    apt-get install python3-torch
+(the project's scripts/deps.sh installs python3-torchvision, which pulls it
+in). It is only visible to $PY, not to a pyenv/venv python3 earlier on PATH.
+EOF2
+        exit 1
+    fi
+    "$PY" "$here/torch_train.py" --check-blas || exit 1
+}

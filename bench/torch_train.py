@@ -100,7 +100,7 @@ def loaded_blas_libraries():
 
 
 def openblas_info(paths):
-    """(config string, threads, parallel mode) reported by the loaded
+    """(config string, threads, parallel mode, core name) reported by the loaded
     OpenBLAS, or None if it cannot be asked."""
     for path in paths:
         if "openblas" not in path or "lapack" in path:
@@ -108,14 +108,65 @@ def openblas_info(paths):
         try:
             lib = ctypes.CDLL(path)  # already loaded: same handle, no reload
             lib.openblas_get_config.restype = ctypes.c_char_p
+            lib.openblas_get_corename.restype = ctypes.c_char_p
             config = lib.openblas_get_config().decode(errors="replace").strip()
+            corename = lib.openblas_get_corename().decode(errors="replace").strip()
             threads = lib.openblas_get_num_threads()
             mode = {0: "sequential", 1: "pthread", 2: "openmp"}.get(
                 lib.openblas_get_parallel(), "unknown")
-            return config, threads, mode
+            return config, threads, mode, corename
         except (OSError, AttributeError):
             continue
     return None
+
+
+def cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+# OpenBLAS cores with AVX2 (or better) kernels, as openblas_get_corename()
+# names them (upper-cased).
+AVX2_CORES = {"HASWELL", "ZEN", "SKYLAKEX", "COOPERLAKE", "SAPPHIRERAPIDS"}
+REEXEC_MARK = "AUGFLOW_TORCH_TRAIN_CORETYPE_SET"
+
+
+def fix_openblas_core(info):
+    """OpenBLAS 0.3.21 (Debian 12) does not recognise newer CPUs (e.g. recent
+    virtualised Xeons reporting "Intel(R) Xeon(R) Processor") and its
+    DYNAMIC_ARCH build then falls back to the Prescott (SSE3) kernels: sgemm
+    runs 3-5x slower. If that happened and the CPU has AVX-512/AVX2, re-run
+    this script with OPENBLAS_CORETYPE=SkylakeX/Haswell (the core type is
+    fixed when the library loads, so it cannot be changed in-process). A
+    caller-set OPENBLAS_CORETYPE is respected."""
+    if info is None or "OPENBLAS_CORETYPE" in os.environ or REEXEC_MARK in os.environ:
+        return
+    corename = info[3]
+    if corename.upper() in AVX2_CORES:
+        return
+    flags = cpu_flags()
+    if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags:
+        core = "SkylakeX"
+    elif {"avx2", "fma"} <= flags:
+        core = "Haswell"
+    else:
+        return
+    sys.stderr.write(
+        "torch_train.py: note: OpenBLAS picked the %s kernels on this %s CPU (it does not\n"
+        "    recognise it); re-running with OPENBLAS_CORETYPE=%s so that the peer uses its\n"
+        "    fast kernels (set OPENBLAS_CORETYPE yourself to override)\n" % (
+            corename, "AVX-512" if core == "SkylakeX" else "AVX2", core))
+    sys.stderr.flush()
+    sys.stdout.flush()
+    env = dict(os.environ, OPENBLAS_CORETYPE=core)
+    env[REEXEC_MARK] = "1"
+    os.execve(sys.executable, [sys.executable, os.path.abspath(__file__)] + sys.argv[1:], env)
 
 
 def check_blas():
@@ -155,12 +206,16 @@ def check_blas():
             "torch_train.py: warning: OpenBLAS is selected but not the pthread build "
             "(%s); the figures may differ from the reference set-up (%s)\n" % (
                 selected, OPENBLAS_PTHREAD))
+    fix_openblas_core(info)  # may re-run the script (and not return)
     return {"selected": selected, "loaded": loaded, "openblas": info}
 
 
 def blas_summary(blas):
-    config, threads, mode = blas["openblas"]
-    return "OpenBLAS (%s; %s, %d threads) from %s" % (config, mode, threads, blas["selected"])
+    config, threads, mode, corename = blas["openblas"]
+    forced = os.environ.get("OPENBLAS_CORETYPE")
+    return "OpenBLAS %s, %s kernels%s, %s, %d threads (%s)" % (
+        config.split()[1] if len(config.split()) > 1 else "?", corename,
+        " (OPENBLAS_CORETYPE=%s)" % forced if forced else "", mode, threads, blas["selected"])
 
 
 # --- models -------------------------------------------------------------------
@@ -323,6 +378,8 @@ def main():
             "forward_macs_per_sample": macs,
             "blas": blas_summary(blas),
             "blas_selected": blas["selected"],
+            "openblas_core": blas["openblas"][3],
+            "openblas_coretype_env": os.environ.get("OPENBLAS_CORETYPE"),
             "torch_version": torch.__version__,
         }
         with open(args.json, "w") as out:
