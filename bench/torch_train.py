@@ -27,6 +27,8 @@ import statistics
 import sys
 import time
 
+from peer_common import loaded_blas_libraries
+
 MODELS = ("cnn-small", "mlp", "twolayer")
 CLASSES = 10
 INPUT_SHAPE = (1, 28, 28)
@@ -84,19 +86,6 @@ except ImportError as exc:  # pragma: no cover - environment problem
 
 
 # --- BLAS -------------------------------------------------------------------
-
-def loaded_blas_libraries():
-    """Paths of the BLAS/LAPACK libraries mapped into this process."""
-    loaded = set()
-    try:
-        with open("/proc/self/maps") as maps:
-            for line in maps:
-                parts = line.split()
-                if len(parts) >= 6 and ("blas" in parts[-1] or "lapack" in parts[-1]):
-                    loaded.add(parts[-1])
-    except OSError:
-        pass
-    return sorted(loaded)
 
 
 def openblas_info(paths):

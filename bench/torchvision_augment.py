@@ -20,6 +20,8 @@ import statistics
 import sys
 import time
 
+from peer_common import loaded_blas_libraries
+
 try:
     import torch
     import torchvision
@@ -148,16 +150,7 @@ def blas_description():
                 lines.append(field)
     alt = "/usr/lib/x86_64-linux-gnu/libblas.so.3"
     selected = os.path.realpath(alt) if os.path.exists(alt) else "not found"
-    loaded = set()
-    try:
-        with open("/proc/self/maps") as maps:
-            for line in maps:
-                parts = line.split()
-                if len(parts) >= 6 and ("blas" in parts[-1] or "lapack" in parts[-1]):
-                    loaded.add(parts[-1])
-    except OSError:
-        pass
-    return lines, selected, sorted(loaded)
+    return lines, selected, loaded_blas_libraries()
 
 
 def main():
