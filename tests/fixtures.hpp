@@ -22,7 +22,9 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
+#include "common/error.hpp"
 #include "common/rng.hpp"
+#include "model/tensor.hpp"
 
 namespace augflow::test {
 
@@ -158,5 +160,24 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+/// A tensor of standard-normal values, a pure function of (shape, seed).
+inline model::Tensor random_tensor(model::Shape shape, std::uint64_t seed) {
+  model::Tensor t(shape);
+  Rng rng({seed, 0, 0});
+  for (std::size_t i = 0; i < t.size(); ++i) t[i] = static_cast<float>(rng.normal());
+  return t;
+}
+
+/// Expects f() to throw an augflow::Error whose message contains `needle`.
+template <class F>
+void expect_throws_with(F&& f, const std::string& needle) {
+  try {
+    f();
+    ADD_FAILURE() << "no exception; expected one mentioning \"" << needle << "\"";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
 
 }  // namespace augflow::test

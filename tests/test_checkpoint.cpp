@@ -21,12 +21,7 @@
 namespace augflow::model {
 namespace {
 
-Tensor random_tensor(Shape shape, std::uint64_t seed) {
-  Tensor t(shape);
-  Rng rng({seed, 0, 0});
-  for (std::size_t i = 0; i < t.size(); ++i) t[i] = static_cast<float>(rng.normal());
-  return t;
-}
+using test::random_tensor;
 
 Checkpoint sample_checkpoint() {
   Checkpoint c;

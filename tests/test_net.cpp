@@ -21,13 +21,6 @@
 namespace augflow::model {
 namespace {
 
-Tensor random_batch(Shape shape, std::uint64_t seed) {
-  Tensor t(shape);
-  Rng rng({seed, 1, 2});
-  for (std::size_t i = 0; i < t.size(); ++i) t[i] = static_cast<float>(rng.normal());
-  return t;
-}
-
 std::string error_of(const std::string& spec, Shape input, int classes) {
   try {
     Net net(parse_model_spec(spec, classes), input, classes);
@@ -50,7 +43,7 @@ TEST(Net, PresetsBuildAndRunOnSmallAndLargeInputs) {
       EXPECT_EQ(net.input_shape().c, input.c);
       EXPECT_GT(net.flops_per_sample(), 0.0);
       net.initialize(1);
-      Tensor x = random_batch({2, input.c, input.h, input.w}, 3);
+      Tensor x = test::random_tensor({2, input.c, input.h, input.w}, 3);
       ForwardContext ctx;
       ctx.mode = Mode::train;
       const Tensor& y = net.forward(x, ctx);
@@ -175,8 +168,8 @@ TEST(Net, BackwardMatchesCentralDifferences) {
   // layers themselves are checked one by one elsewhere.
   Net net(parse_model_spec("conv3k3p1-tanh-avgpool2-fc6-tanh-fc5-tanh-fc4", 4), {0, 2, 4, 4}, 4);
   net.initialize(3);
-  const Tensor x = random_batch({3, 2, 4, 4}, 11);
-  const Tensor r = random_batch({3, 4, 1, 1}, 12);
+  const Tensor x = test::random_tensor({3, 2, 4, 4}, 11);
+  const Tensor r = test::random_tensor({3, 4, 1, 1}, 12);
   net.zero_grad();
   loss_of(net, x, r);
   net.backward(r);
@@ -211,7 +204,7 @@ TEST(Net, CheckpointRestoresTheSameOutputs) {
   const ModelSpec spec = parse_model_spec("cnn-small", 10);
   Net a(spec, {0, 1, 12, 12}, 10);
   a.initialize(1);
-  const Tensor x = random_batch({4, 1, 12, 12}, 5);
+  const Tensor x = test::random_tensor({4, 1, 12, 12}, 5);
   ForwardContext train;
   train.mode = Mode::train;
   a.forward(x, train);  // moves the batch-norm running statistics away from their start

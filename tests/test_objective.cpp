@@ -10,11 +10,14 @@
 #include <gtest/gtest.h>
 
 #include "common/error.hpp"
+#include "tests/fixtures.hpp"
 #include "model/loss.hpp"
 #include "model/regularizer.hpp"
 
 namespace augflow::model {
 namespace {
+
+using test::expect_throws_with;
 
 /// Values on a 1/64 grid in [-3, 3]: a grid value plus or minus 2^-10 is exact in float, so the
 /// central differences below measure the loss, not the rounding of the perturbed inputs.
@@ -36,16 +39,6 @@ Tensor row(std::initializer_list<std::initializer_list<float>> rows) {
     for (float v : r) t[i++] = v;
   }
   return t;
-}
-
-template <class F>
-void expect_throws_with(F&& f, const std::string& needle) {
-  try {
-    f();
-    ADD_FAILURE() << "no exception; expected one mentioning \"" << needle << "\"";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -8,20 +8,13 @@
 #include <gtest/gtest.h>
 
 #include "common/error.hpp"
+#include "tests/fixtures.hpp"
 #include "model/optim.hpp"
 
 namespace augflow::model {
 namespace {
 
-template <class F>
-void expect_throws_with(F&& f, const std::string& needle) {
-  try {
-    f();
-    ADD_FAILURE() << "no exception; expected one mentioning \"" << needle << "\"";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
-}
+using test::expect_throws_with;
 
 Param scalar_param(const std::string& name, float value, float grad, bool regularized = true) {
   Param p{name, Tensor(Shape{1, 1, 1, 1}, value), Tensor(Shape{1, 1, 1, 1}, grad), regularized};
