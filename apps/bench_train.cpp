@@ -23,6 +23,7 @@ struct BenchTrainOptions {
   int threads = 2;
   int steps = 50;
   int repeats = 3;
+  bool per_layer = false;
   std::string json;
 };
 
@@ -71,6 +72,14 @@ void run_bench_train(const BenchTrainOptions& o) {
   };
   const double train_rate = rate(train_step);
   const double infer_rate = rate(infer_step);
+  model::Net::Profile profile;
+  if (o.per_layer) {  // one more timed run of training steps, with the clock around each layer
+    net.attach_profile(&profile);
+    arena.execute([&] {
+      for (int s = 0; s < o.steps; ++s) train_step();
+    });
+    net.attach_profile(nullptr);
+  }
   // Training = forward + backward (about twice the forward's multiply-adds); 2 FLOP each.
   const double gflops = net.flops_per_sample() * 3 * 2 * train_rate / 1e9;
 
@@ -78,6 +87,21 @@ void run_bench_train(const BenchTrainOptions& o) {
               o.threads);
   std::printf("train   %9.1f samples/s  (%.1f GFLOP/s)\n", train_rate, gflops);
   std::printf("infer   %9.1f samples/s\n", infer_rate);
+  nlohmann::json layers = nlohmann::json::array();
+  if (o.per_layer) {
+    double total = 0.0;
+    for (std::size_t i = 0; i < net.layer_count(); ++i)
+      total += profile.forward_seconds[i] + profile.backward_seconds[i];
+    std::printf("%-4s %-14s %12s %12s %7s\n", "#", "layer", "forward ms", "backward ms", "share");
+    for (std::size_t i = 0; i < net.layer_count(); ++i) {
+      const double fwd = profile.forward_seconds[i] * 1e3 / o.steps;
+      const double bwd = profile.backward_seconds[i] * 1e3 / o.steps;
+      const double share = total > 0 ? (fwd + bwd) * o.steps / 1e3 / total : 0.0;
+      const std::string token = net.layer(i).spec();
+      std::printf("%-4zu %-14s %12.2f %12.2f %6.1f%%\n", i, token.c_str(), fwd, bwd, 100 * share);
+      layers.push_back({{"layer", token}, {"forward_ms", fwd}, {"backward_ms", bwd}});
+    }
+  }
   if (!o.json.empty())
     write_json_report(o.json, {{"train_samples_per_second", train_rate},
                                {"infer_samples_per_second", infer_rate},
@@ -85,7 +109,8 @@ void run_bench_train(const BenchTrainOptions& o) {
                                {"model", model::print_model_spec(spec)},
                                {"batch", o.batch},
                                {"threads", o.threads},
-                               {"steps", o.steps}});
+                               {"steps", o.steps},
+                               {"layers", layers}});
 }
 
 }  // namespace
@@ -103,6 +128,9 @@ void add_bench_train_command(CLI::App& bench) {
   cmd->add_option("--threads", o->threads, "threads")->capture_default_str();
   cmd->add_option("--steps", o->steps, "timed steps per run")->capture_default_str();
   cmd->add_option("--repeats", o->repeats, "timed runs (the median is reported)")->capture_default_str();
+  cmd->add_flag("--per-layer", o->per_layer,
+               "also time each layer's forward and backward (milliseconds per step) over one more\n"
+               "run of --steps training steps; the JSON report gets a \"layers\" list");
   cmd->add_option("--json", o->json,
                   "write a JSON report: train_samples_per_second, infer_samples_per_second, gflops, ...");
   cmd->callback([o] { run_bench_train(*o); });

@@ -43,6 +43,13 @@ class Net {
   /// Multiply-adds of one forward pass per sample.
   double flops_per_sample() const;
 
+  /// Seconds spent in each layer's forward and backward, summed over calls while a profile is
+  /// attached (`augflow bench train --per-layer`). Null detaches; the caller owns the profile.
+  struct Profile {
+    std::vector<double> forward_seconds, backward_seconds;
+  };
+  void attach_profile(Profile* profile);
+
  private:
   ModelSpec spec_;
   Shape input_;
@@ -50,8 +57,9 @@ class Net {
   std::vector<LayerPtr> layers_;
   std::vector<Shape> shapes_;          // shapes_[i] = input of layer i; back() = output
   std::vector<Tensor> activations_;    // activations_[i] = output of layer i
-  std::vector<Tensor> gradients_;      // scratch for backward
+  std::vector<Tensor> gradients_;      // gradients_[i] = d(loss)/d(input of layer i)
   const Tensor* input_batch_ = nullptr;
+  Profile* profile_ = nullptr;
 };
 
 }  // namespace augflow::model

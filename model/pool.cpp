@@ -1,6 +1,8 @@
 #include "model/pool.hpp"
 
 #include <algorithm>
+#include <bit>
+#include <cstdint>
 
 #include "common/error.hpp"
 #include "model/parallel.hpp"
@@ -31,25 +33,27 @@ void MaxPool::forward(const Tensor& x, Tensor& y, const ForwardContext& ctx) {
   const Shape in = x.shape();
   const Shape out = output_shape(in);
   y.resize(out);
-  argmax_.resize(out.size());
   const int k = k_;
   for_each_chunk(in.n, x.size(), [&](int, int begin, int end) {
     for (int i = begin; i < end; ++i) {
-      const float* xs = x.sample(i);
-      float* ys = y.sample(i);
-      std::int32_t* am = argmax_.data() + static_cast<std::size_t>(i) * out.per_sample();
+      const float* __restrict xs = x.sample(i);
+      float* __restrict ys = y.sample(i);
       for (int c = 0; c < in.c; ++c) {
         for (int oh = 0; oh < out.h; ++oh) {
+          const float* __restrict top = xs + (c * in.h + oh * k) * in.w;
+          float* __restrict o = ys + (c * out.h + oh) * out.w;
+          if (k == 2) {
+            const float* __restrict next = top + in.w;
+            for (int ow = 0; ow < out.w; ++ow)
+              o[ow] = std::max(std::max(top[2 * ow], top[2 * ow + 1]),
+                               std::max(next[2 * ow], next[2 * ow + 1]));
+            continue;
+          }
           for (int ow = 0; ow < out.w; ++ow) {
-            int best = (c * in.h + oh * k) * in.w + ow * k;
-            for (int di = 0; di < k; ++di) {
-              const int row = (c * in.h + oh * k + di) * in.w + ow * k;
-              for (int dj = 0; dj < k; ++dj)
-                if (xs[row + dj] > xs[best]) best = row + dj;
-            }
-            const int o = (c * out.h + oh) * out.w + ow;
-            ys[o] = xs[best];
-            am[o] = best;
+            float v = top[ow * k];
+            for (int di = 0; di < k; ++di)
+              for (int dj = 0; dj < k; ++dj) v = std::max(v, top[di * in.w + ow * k + dj]);
+            o[ow] = v;
           }
         }
       }
@@ -58,18 +62,63 @@ void MaxPool::forward(const Tensor& x, Tensor& y, const ForwardContext& ctx) {
 }
 
 void MaxPool::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) {
-  (void)y;
   const Shape in = x.shape();
-  const std::size_t out_per_sample = dy.shape().per_sample();
+  const Shape out = dy.shape();
   dx.resize(in);
+  const int k = k_;
+  // The gradient goes to the first element of each window (raster order) that equals the
+  // window's output; every other element, and the rows and columns left over when the size is
+  // not a multiple of k, get 0. Selects rather than branches: which element wins is random.
   for_each_chunk(in.n, x.size(), [&](int, int begin, int end) {
     for (int i = begin; i < end; ++i) {
-      float* dxs = dx.sample(i);
-      std::fill(dxs, dxs + in.per_sample(), 0.0f);
-      const float* dys = dy.sample(i);
-      const std::int32_t* am = argmax_.data() + static_cast<std::size_t>(i) * out_per_sample;
-      // Windows do not overlap (stride = k): each input receives at most one value.
-      for (std::size_t o = 0; o < out_per_sample; ++o) dxs[am[o]] += dys[o];
+      const float* __restrict xs = x.sample(i);
+      const float* __restrict ys = y.sample(i);
+      const float* __restrict gs = dy.sample(i);
+      float* __restrict dxs = dx.sample(i);
+      if (in.h % k != 0 || in.w % k != 0) std::fill(dxs, dxs + in.per_sample(), 0.0f);
+      for (int c = 0; c < in.c; ++c) {
+        for (int oh = 0; oh < out.h; ++oh) {
+          const std::size_t top = static_cast<std::size_t>(c * in.h + oh * k) * in.w;
+          const float* __restrict v = ys + (c * out.h + oh) * out.w;
+          const float* __restrict g = gs + (c * out.h + oh) * out.w;
+          if (k == 2) {
+            const float* __restrict x0 = xs + top;
+            const float* __restrict x1 = x0 + in.w;
+            float* __restrict d0 = dxs + top;
+            float* __restrict d1 = d0 + in.w;
+            for (int ow = 0; ow < out.w; ++ow) {
+              const int j = 2 * ow;
+              // The output is a copy of one of the window's floats, so "equal" is compared on
+              // the bits: integer selects, no unordered-compare branches. `left` is the
+              // gradient not yet given to an earlier element of the window.
+              const std::uint32_t m = std::bit_cast<std::uint32_t>(v[ow]);
+              const bool a = std::bit_cast<std::uint32_t>(x0[j]) == m;
+              const bool b = std::bit_cast<std::uint32_t>(x0[j + 1]) == m;
+              const bool cc = std::bit_cast<std::uint32_t>(x1[j]) == m;
+              float left = g[ow];
+              d0[j] = a ? left : 0.0f;
+              left = a ? 0.0f : left;
+              d0[j + 1] = b ? left : 0.0f;
+              left = b ? 0.0f : left;
+              d1[j] = cc ? left : 0.0f;
+              left = cc ? 0.0f : left;
+              d1[j + 1] = left;  // nothing earlier matched: the last element is the maximum
+            }
+            continue;
+          }
+          for (int ow = 0; ow < out.w; ++ow) {
+            bool found = false;
+            for (int di = 0; di < k; ++di) {
+              for (int dj = 0; dj < k; ++dj) {
+                const std::size_t at = top + di * in.w + ow * k + dj;
+                const bool wins = !found && xs[at] == v[ow];
+                dxs[at] = wins ? g[ow] : 0.0f;
+                found = found || wins;
+              }
+            }
+          }
+        }
+      }
     }
   });
 }

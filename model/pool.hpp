@@ -1,8 +1,9 @@
 // Pooling and reshaping layers over NCHW tensors:
 //   MaxPool ("poolK")     K x K windows, stride K (non-overlapping); output floor(H/K) x floor(W/K)
 //                         (rows/columns past the last whole window are dropped, as in PyTorch).
-//                         Forward remembers each window's argmax (the first maximum in raster
-//                         order); backward routes dy there.
+//                         Backward routes dy to the first element of each window (raster
+//                         order) equal to the window's output, found again from x and y
+//                         rather than stored by forward.
 //   AvgPool ("avgpoolK")  the same windows, averaged.
 //   GlobalAvgPool ("gap") N x C x H x W -> N x C x 1 x 1.
 //   Flatten ("flatten")   N x C x H x W -> N x (C*H*W) x 1 x 1 (the same floats).
@@ -28,7 +29,6 @@ class MaxPool : public Layer {
 
  private:
   int k_;
-  std::vector<std::int32_t> argmax_;  // per output value: its input's offset in the sample
 };
 
 class AvgPool : public Layer {

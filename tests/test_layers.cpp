@@ -467,6 +467,33 @@ TEST(Pool, MaxAndAverageByHand) {
   EXPECT_EQ(y.storage(), x.storage());
 }
 
+TEST(Pool, TiedMaximaGiveTheGradientToTheFirstOnly) {
+  // Every window holds one repeated value (ReLU outputs are often all 0): the gradient must go
+  // to the window's first element in raster order, once, for the k = 2 kernel and the general one.
+  for (int k : {2, 3}) {
+    SCOPED_TRACE("pool" + std::to_string(k));
+    const int side = 2 * k;
+    Tensor x({1, 2, side, side}, 0.0f), y, dx;
+    for (int i = 0; i < side * side; ++i) x[side * side + i] = -1.5f;  // channel 1: all equal too
+    x[k + 1] = 7.0f;  // window (0, 1) of channel 0: a single maximum at offset (0, 1)
+    LayerPtr pool = make_layer({"pool", {{"k", k}}}, {1, 2, side, side});
+    pool->forward(x, y, {});
+    Tensor dy(y.shape());
+    for (std::size_t i = 0; i < dy.size(); ++i) dy[i] = static_cast<float>(i + 1);
+    pool->backward(x, y, dy, dx);
+    std::vector<float> expected(x.size(), 0.0f);
+    for (int c = 0; c < 2; ++c)
+      for (int oh = 0; oh < 2; ++oh)
+        for (int ow = 0; ow < 2; ++ow) {
+          const int first = (c * side + oh * k) * side + ow * k;
+          expected[first] = dy[(c * 2 + oh) * 2 + ow];
+        }
+    expected[k] = 0.0f;
+    expected[k + 1] = dy[1];
+    EXPECT_EQ(dx.storage(), expected);
+  }
+}
+
 TEST(LayerActivation, ByHand) {
   Tensor x({1, 4, 1, 1}), y;
   x.storage() = {-2, -0.5f, 0, 3};
