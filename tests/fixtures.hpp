@@ -161,6 +161,20 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+/// A training set of two classes told apart by colour (red vs blue), with noise and varied
+/// sizes: dir/data/{blue,red}/imgN.png, `per_class` images each.
+inline void write_colour_folder(const TempDir& dir, int per_class) {
+  for (int label = 0; label < 2; ++label) {
+    for (int i = 0; i < per_class; ++i) {
+      cv::Mat image = noise_image(36 + i % 5, 34 + i % 7, 3, 100 * label + i);
+      image *= 0.3;
+      image += label == 0 ? cv::Scalar(0, 0, 170) : cv::Scalar(170, 0, 0);
+      dir.write(std::string("data/") + (label ? "blue" : "red") + "/img" + std::to_string(i) + ".png",
+                encode(image, ".png"));
+    }
+  }
+}
+
 /// A tensor of standard-normal values, a pure function of (shape, seed).
 inline model::Tensor random_tensor(model::Shape shape, std::uint64_t seed) {
   model::Tensor t(shape);
