@@ -9,6 +9,8 @@
 // RUNDIR/ema.ckpt       with --ema: the Polyak/EMA weights after the last epoch (for eval ensembles)
 // RUNDIR/summary.json   best_val_accuracy, best_epoch, epochs_run, final_val_accuracy,
 //                       train_images_per_second, skipped_files, stopped_early, ...
+// RUNDIR/control.json   optional, written by a person while the run trains: re-read at every
+//                       epoch start ({"lr": 3e-4}, {"stop": true}; see apply_control in trainer.cpp)
 #pragma once
 
 #include <atomic>
