@@ -160,6 +160,7 @@ TrainConfig train_config_from_json(const nlohmann::json& j) {
     c.train = j.at("train");
     c.val = j.at("val");
     c.val_split = j.at("val_split");
+    if (j.contains("split_seed")) c.split_seed = j.at("split_seed").get<std::uint64_t>();
     c.model = j.at("model");
     c.aug = j.at("aug");
     c.epochs = j.at("epochs");
@@ -216,7 +217,7 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
     if (val_data.class_names != train_data.class_names)
       throw DataError(c.val, "its classes differ from the training set's (" + c.train + ")");
   } else {
-    auto split = split_stratified(train_data, c.val_split, c.seed);
+    auto split = split_stratified(train_data, c.val_split, c.split_seed.value_or(c.seed));
     train_data = std::move(split.train);
     val_data = std::move(split.val);
   }
@@ -304,6 +305,7 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
     config["regularizer"] = model::print_regularizer(regularizer);
     config["classes"] = train_loader.dataset().class_names;
     config["input"] = {shape.channels, shape.height, shape.width};
+    if (c.split_seed) config["split_seed"] = *c.split_seed;
     write_text(out / "config.json", config.dump(2) + "\n");
   }
   std::vector<EpochMetrics> history = resume ? read_history(out / "metrics.csv", first_epoch) : std::vector<EpochMetrics>{};

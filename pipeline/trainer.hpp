@@ -16,6 +16,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json_fwd.hpp>
@@ -26,6 +27,9 @@ struct TrainConfig {
   std::string train;            ///< data source (folder, list file, fashion-mnist)
   std::string val;              ///< validation source; empty: split val_split off train
   double val_split = 0.1;       ///< stratified fraction of train used for validation
+  /// Seed of that split; unset: `seed`. A search sets it so that all its trials, each with its
+  /// own seed, are validated on the same samples.
+  std::optional<std::uint64_t> split_seed;
   std::string model = "cnn-small";
   std::string aug;              ///< empty: pad_crop+hflip for small (IDX) images, ResNet-style otherwise
   int epochs = 10;
