@@ -1,12 +1,21 @@
-// Hyperparameter search: the space (parsing, log-uniform sampling, grid, zoom, borders).
+// Hyperparameter search: the space (parsing, log-uniform sampling, grid, zoom, borders) and the
+// search itself on a tiny generated data set (results folder, parallel trials, resume).
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstring>
+#include <fstream>
+#include <map>
 #include <set>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
 
 #include "common/error.hpp"
+#include "model/checkpoint.hpp"
 #include "model/search_space.hpp"
+#include "pipeline/search.hpp"
 #include "tests/fixtures.hpp"
 
 namespace augflow::model {
@@ -179,3 +188,235 @@ TEST(SearchSpace, BorderWarnings) {
 
 }  // namespace
 }  // namespace augflow::model
+
+namespace augflow::pipeline {
+namespace {
+
+nlohmann::json read_json(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  return nlohmann::json::parse(in);
+}
+
+TEST(Search, TrialConfigMapsParametersAndPlaceholders) {
+  TrainConfig base;
+  base.model = "fc{hidden}-relu-drop{dropout}-fc10";
+  base.regularizer = "elastic:1:0.5";
+  const auto space = model::parse_search_space(
+      "lr=log(1e-6,1e-3) reg=log(1e-5,1e5) dropout=uniform(0.2,0.7) hidden=choice(50,100) optimizer=choice(sgd,adam)");
+  const model::Assignment params = {{2e-4, "0.0002"}, {0.5, "0.5"}, {0.25, "0.25"}, {100, "100"}, {std::nan(""), "sgd"}};
+  const TrainConfig c = trial_config(base, space, params);
+  EXPECT_EQ(c.lr, 2e-4);
+  EXPECT_EQ(c.regularizer, "elastic:0.5:0.5") << "the kind and beta of --reg, the sampled strength";
+  EXPECT_EQ(c.model, "fc100-relu-drop0.25-fc10");
+  EXPECT_EQ(c.optimizer, "sgd");
+  base.regularizer = "none";
+  EXPECT_EQ(trial_config(base, space, params).regularizer, "l2:0.5");
+
+  test::expect_throws_with(
+      [&] {
+        base.model = "fc{hidden}-relu-drop{dropout}-fc{classes}";
+        trial_config(base, space, params);
+      },
+      "--model has the placeholder {classes}, but --space has no parameter 'classes'");
+  test::expect_throws_with(
+      [&] {
+        base.model = "fc{hidden}-relu-fc10";
+        trial_config(base, space, params);
+      },
+      "the parameter 'dropout' is used nowhere");
+  base.model = "fc{hidden}-relu-drop{dropout}-fc10";
+  const auto words = model::parse_search_space("lr=choice(fast,slow) dropout=uniform(0.2,0.7) hidden=choice(50,100)");
+  EXPECT_THROW(trial_config(base, words, {{std::nan(""), "fast"}, {0.3, "0.3"}, {50, "50"}}), SpecError);
+}
+
+TEST(Search, TrialLineHasTheLecturesForm) {
+  const auto space = model::parse_search_space("lr=log(1e-6,1e-3) reg=log(1e-5,1e5) hidden=choice(50,100)");
+  TrialResult t;
+  t.val_accuracy = 0.412;
+  t.params = {{1.405206e-04, "0.0001405206"}, {4.793564e-01, "0.4793564"}, {50, "50"}};
+  EXPECT_EQ(trial_line(space, t, 1, 100), "val_acc: 0.412000, lr: 1.405206e-04, reg: 4.793564e-01, hidden: 50, (1 / 100)");
+  t.ok = false;
+  t.error = "training diverged at epoch 1, batch 3: the loss is nan. Try a smaller --lr";
+  EXPECT_EQ(trial_line(space, t, 2, 100),
+            "val_acc: failed, lr: 1.405206e-04, reg: 4.793564e-01, hidden: 50, (2 / 100): training diverged at "
+            "epoch 1, batch 3: the loss is nan");
+}
+
+/// A search over write_colour_folder's data: 4 one-epoch trials of a tiny net.
+SearchConfig tiny_search(const test::TempDir& dir, const std::string& out) {
+  SearchConfig s;
+  s.base.train = (dir.path() / "data").string();
+  s.base.val_split = 0.25;
+  s.base.model = "fc{hidden}-relu-fc2";
+  s.base.aug = "pad_crop(0,32) | hflip | normalize(none)";
+  s.base.batch = 4;
+  s.base.epochs = 1;
+  s.base.seed = 11;
+  s.space = "lr=log(1e-3,1e-1) reg=log(1e-5,1e-1) hidden=choice(4,8)";
+  s.trials = 4;
+  s.keep = 2;
+  s.out = (dir.path() / out).string();
+  return s;
+}
+
+/// (stage, trial) -> (val accuracy, seed, params) of a results.json.
+std::map<std::pair<int, int>, nlohmann::json> by_trial(const nlohmann::json& results) {
+  std::map<std::pair<int, int>, nlohmann::json> trials;
+  for (const auto& t : results["trials"])
+    trials[{t["stage"].get<int>(), t["trial"].get<int>()}] = {t["val_accuracy"], t["seed"], t["params"],
+                                                             t["final_val_accuracy"]};
+  return trials;
+}
+
+TEST(Search, WritesTheResultsFolder) {
+  test::TempDir dir;
+  test::write_colour_folder(dir, 8);
+  const SearchConfig s = tiny_search(dir, "search");
+  std::vector<std::string> lines;
+  const auto result = search(s, [&](const std::string& line) { lines.push_back(line); });
+  EXPECT_FALSE(result.interrupted);
+  ASSERT_EQ(result.trials.size(), 4u);
+  int trial_lines = 0;
+  for (const auto& line : lines) trial_lines += line.rfind("val_acc: ", 0) == 0;
+  EXPECT_EQ(trial_lines, 4);
+  EXPECT_NE(std::find(lines.begin(), lines.end(), "stage 1/1: 4 trials of 1 epoch over lr=log(0.001,0.1) "
+                                                  "reg=log(1e-05,0.1) hidden=choice(4,8)"),
+            lines.end());
+
+  const auto out = dir.path() / "search";
+  const auto results = read_json(out / "results.json");
+  for (const char* key : {"version", "settings", "stages", "trials", "best", "complete"})
+    EXPECT_TRUE(results.contains(key)) << key;
+  EXPECT_TRUE(results["complete"].get<bool>());
+  ASSERT_EQ(results["trials"].size(), 4u);
+  double previous = 2;
+  int checkpoints = 0;
+  std::set<std::uint64_t> seeds;
+  for (const auto& t : results["trials"]) {
+    for (const char* key : {"val_accuracy", "params", "seed", "stage", "epochs", "run_dir", "checkpoint", "status"})
+      EXPECT_TRUE(t.contains(key)) << key;
+    EXPECT_LE(t["val_accuracy"].get<double>(), previous) << "sorted by validation accuracy";
+    previous = t["val_accuracy"];
+    seeds.insert(t["seed"].get<std::uint64_t>());
+    EXPECT_TRUE(std::filesystem::exists(out / t["run_dir"].get<std::string>() / "metrics.csv"));
+    const bool kept = !t["checkpoint"].is_null();
+    checkpoints += kept;
+    EXPECT_EQ(std::filesystem::exists(out / t["run_dir"].get<std::string>() / "best.ckpt"), kept);
+    EXPECT_EQ(std::filesystem::exists(out / t["run_dir"].get<std::string>() / "last.ckpt"), kept);
+  }
+  EXPECT_EQ(seeds.size(), 4u) << "every trial has its own seed";
+  EXPECT_EQ(checkpoints, 2) << "--keep 2";
+  EXPECT_EQ(results["best"], results["trials"][0]);
+  EXPECT_EQ(results["stages"][0]["ranges"]["lr"]["distribution"], "log");
+  // Every trial is validated on the same samples: the split comes from the search seed.
+  const auto config = read_json(out / results["trials"][0]["run_dir"].get<std::string>() / "config.json");
+  EXPECT_EQ(config["split_seed"], 11);
+  EXPECT_EQ(config["model"].get<std::string>().rfind("fc", 0), 0u);
+
+  std::ifstream csv(out / "results.csv");
+  std::string header, row;
+  std::getline(csv, header);
+  EXPECT_EQ(header, "rank,stage,trial,status,val_accuracy,final_val_accuracy,best_epoch,epochs,seed,lr,reg,hidden,"
+                    "seconds,run_dir,checkpoint");
+  int rows = 0;
+  while (std::getline(csv, row)) ++rows;
+  EXPECT_EQ(rows, 4);
+  const cv::Mat scatter = cv::imread((out / "scatter.png").string());
+  EXPECT_FALSE(scatter.empty());
+}
+
+TEST(Search, ParallelTrialsGiveTheSameResults) {
+  test::TempDir dir;
+  test::write_colour_folder(dir, 8);
+  SearchConfig s = tiny_search(dir, "one");
+  s.parallel = 1;
+  search(s, [](const std::string&) {});
+  s = tiny_search(dir, "two");
+  s.parallel = 2;
+  search(s, [](const std::string&) {});
+  const auto one = read_json(dir.path() / "one" / "results.json");
+  const auto two = read_json(dir.path() / "two" / "results.json");
+  EXPECT_EQ(by_trial(one), by_trial(two));
+  // Bit for bit: the weights of the best trial.
+  const auto run = one["trials"][0]["run_dir"].get<std::string>();
+  const auto a = model::load_checkpoint((dir.path() / "one" / run / "best.ckpt").string());
+  const auto b = model::load_checkpoint((dir.path() / "two" / run / "best.ckpt").string());
+  ASSERT_EQ(a.params.size(), b.params.size());
+  for (const auto& [name, tensor] : a.params)
+    EXPECT_EQ(0, std::memcmp(tensor.data(), b.params.at(name).data(), tensor.size() * sizeof(float))) << name;
+}
+
+TEST(Search, ResumeSkipsFinishedTrials) {
+  test::TempDir dir;
+  test::write_colour_folder(dir, 8);
+  SearchConfig s = tiny_search(dir, "straight");
+  search(s, [](const std::string&) {});
+
+  s = tiny_search(dir, "interrupted");
+  std::atomic<bool> stop{false};
+  int finished = 0;
+  const auto first = search(
+      s, [&](const std::string& line) { if (line.rfind("val_acc: ", 0) == 0 && ++finished == 2) stop = true; }, &stop);
+  EXPECT_TRUE(first.interrupted);
+  auto saved = read_json(dir.path() / "interrupted" / "results.json");
+  EXPECT_EQ(saved["trials"].size(), 2u) << "persisted after every trial";
+  EXPECT_FALSE(saved["complete"].get<bool>());
+
+  std::vector<std::string> lines;
+  const auto resumed = search(s, [&](const std::string& line) { lines.push_back(line); });
+  EXPECT_FALSE(resumed.interrupted);
+  int trial_lines = 0;
+  for (const auto& line : lines) trial_lines += line.rfind("val_acc: ", 0) == 0;
+  EXPECT_EQ(trial_lines, 2) << "only the two unfinished trials ran";
+  EXPECT_EQ(lines.front(), "resuming " + s.out + ": 2 trials finished before");
+  EXPECT_EQ(by_trial(read_json(dir.path() / "interrupted" / "results.json")),
+            by_trial(read_json(dir.path() / "straight" / "results.json")));
+
+  // The same folder with other settings is another search: an error, not a mix.
+  s.space = "lr=log(1e-3,1e-2) reg=log(1e-5,1e-1) hidden=choice(4,8)";
+  test::expect_throws_with([&] { search(s, [](const std::string&) {}); }, "settings that differ: space");
+}
+
+TEST(Search, StagesZoomInAndTrainLonger) {
+  test::TempDir dir;
+  test::write_colour_folder(dir, 8);
+  SearchConfig s = tiny_search(dir, "stages");
+  s.stages = 2;
+  s.space = "lr=log(1e-3,1e-1) hidden=choice(4,8)";
+  s.base.model = "fc{hidden}-relu-fc2";
+  std::vector<std::string> lines;
+  search(s, [&](const std::string& line) { lines.push_back(line); });
+  const auto results = read_json(dir.path() / "stages" / "results.json");
+  ASSERT_EQ(results["stages"].size(), 2u);
+  EXPECT_EQ(results["stages"][1]["epochs"], 2);
+  EXPECT_EQ(results["stages"][1]["trials"], 2);
+  const auto& coarse = results["stages"][0]["ranges"]["lr"];
+  const auto& fine = results["stages"][1]["ranges"]["lr"];
+  EXPECT_GE(fine["lo"].get<double>(), coarse["lo"].get<double>());
+  EXPECT_LE(fine["hi"].get<double>(), coarse["hi"].get<double>());
+  EXPECT_LT(fine["hi"].get<double>() / fine["lo"].get<double>(), coarse["hi"].get<double>() / coarse["lo"].get<double>());
+  int stage2 = 0;
+  for (const auto& t : results["trials"]) stage2 += t["stage"] == 2 && t["epochs"] == 2;
+  EXPECT_EQ(stage2, 2);
+  EXPECT_TRUE(std::any_of(lines.begin(), lines.end(), [](const std::string& l) {
+    return l.rfind("stage 2/2: zoomed in around the best 3 of stage 1; 2 trials of 2 epochs over lr=log(", 0) == 0;
+  }));
+}
+
+TEST(Search, BadSettingsFailBeforeTraining) {
+  test::TempDir dir;
+  test::write_colour_folder(dir, 4);
+  SearchConfig s = tiny_search(dir, "bad");
+  s.space = "lr=log(1e-3,1e-1) hidden=uniform(4,8)";  // fc5.3 is not a model
+  s.base.model = "fc{hidden}-relu-fc2";
+  test::expect_throws_with([&] { search(s, [](const std::string&) {}); }, "stage 1, trial 0 (lr=");
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "bad" / "stage1")) << "nothing trained";
+  s.space = "lr=log(1e-3,1e-1";
+  EXPECT_THROW(search(s, [](const std::string&) {}), SpecError);
+  s.space = "lr=log(1e-3,1e-1) hidden=choice(4,8)";
+  s.base.optimizer = "adagrad";
+  EXPECT_THROW(search(s, [](const std::string&) {}), ConfigError);
+}
+
+}  // namespace
+}  // namespace augflow::pipeline
