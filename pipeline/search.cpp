@@ -25,6 +25,7 @@
 #include "model/config.hpp"
 #include "model/optim.hpp"
 #include "model/regularizer.hpp"
+#include "pipeline/dataset.hpp"
 #include "pipeline/plot.hpp"
 
 namespace augflow::pipeline {
@@ -512,6 +513,15 @@ SearchResult search(const SearchConfig& config, const std::function<void(const s
           " finished before");
   }
   fs::create_directories(book.out);
+  // Every trial opens the data again. In-memory data sets (IDX) opened here stay alive for the
+  // whole search, so the trials share their pixels (open_idx) instead of reading them each time;
+  // a source that cannot be opened fails the search here, before any trial.
+  std::vector<Dataset> shared_data;
+  for (const auto& source : {config.base.train, config.base.val}) {
+    if (source.empty()) continue;
+    Dataset data = open_dataset(source);
+    if (data.in_memory()) shared_data.push_back(std::move(data));
+  }
 
   const int parallel = config.parallel;
   const int threads = std::max(1, config.base.threads / parallel);
