@@ -1,5 +1,6 @@
 // augflow search: random (or grid) hyperparameter search, coarse to fine, several trials at once.
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
@@ -81,12 +82,18 @@ void run_search(const SearchCommand& command) {
     throw ConfigError("augflow search needs --train SRC, --space TEXT and --out DIR (or --resume DIR)");
   }
   interrupt_requested.store(false);
+  const auto start = std::chrono::steady_clock::now();
   std::signal(SIGINT, on_search_interrupt);
   std::signal(SIGTERM, on_search_interrupt);
   const auto result = pipeline::search(
       config, [](const std::string& line) { std::cout << line << std::endl; }, &interrupt_requested);
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  char rate[96];
+  std::snprintf(rate, sizeof rate, "%d trials in %.0f s (%.0f trials/hour, --parallel %d)", result.trials_run, seconds,
+                seconds > 0 ? result.trials_run * 3600.0 / seconds : 0.0, config.parallel);
+  std::cout << rate << "\n";
   if (result.interrupted) {
     std::cout << "interrupted; the finished trials are saved. Continue with: augflow search --resume " << config.out
               << "\n";

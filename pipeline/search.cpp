@@ -587,6 +587,7 @@ SearchResult search(const SearchConfig& config, const std::function<void(const s
           if (!trial) return;  // interrupted
           std::lock_guard lock(mutex);
           ++current.finished;
+          ++book.result.trials_run;
           log(trial_line(space, *trial, current.finished, current.trials));
           book.result.trials.push_back(std::move(*trial));
           book.sort();

@@ -100,6 +100,7 @@ struct SearchResult {
   std::vector<StageResult> stages;   ///< the stages started
   std::vector<TrialResult> trials;   ///< finished trials, best first
   bool interrupted = false;          ///< `stop` was raised: resume to finish
+  int trials_run = 0;                ///< trials this call trained (not the ones a resume skipped)
 };
 
 /// The epochs and trials of stage `stage` (1-based), as the header comment says.
