@@ -1,15 +1,11 @@
 #include "pipeline/search.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <map>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -20,13 +16,11 @@
 
 #include "augment/spec.hpp"
 #include "common/error.hpp"
-#include "common/format.hpp"
 #include "common/rng.hpp"
 #include "model/config.hpp"
 #include "model/optim.hpp"
 #include "model/regularizer.hpp"
 #include "pipeline/dataset.hpp"
-#include "pipeline/plot.hpp"
 
 namespace augflow::pipeline {
 namespace {
@@ -37,11 +31,8 @@ using model::Distribution;
 using model::ParamValue;
 using model::SearchSpace;
 
-constexpr int kResultsVersion = 1;
 /// The training settings a parameter of the space can set (see search.hpp).
 constexpr std::string_view kSettings[] = {"lr", "reg", "weight_decay", "ema", "batch", "optimizer", "schedule"};
-/// Settings that may differ when a search is resumed: they change the speed, not the results.
-constexpr std::string_view kRunningSettings[] = {"parallel", "threads", "cache_mb"};
 
 bool is_setting(std::string_view name) { return std::find(std::begin(kSettings), std::end(kSettings), name) != std::end(kSettings); }
 
@@ -102,72 +93,6 @@ std::string first_sentence(const std::string& message) {
   return end == std::string::npos ? message : message.substr(0, end);
 }
 
-/// Writes `text` to `path` so that a reader (or a crash) sees the old or the new file, never a
-/// part: a temporary file next to it, fsync, rename.
-void write_atomically(const fs::path& path, const std::string& text) {
-  const fs::path temp = path.parent_path() / ("." + path.filename().string() + ".tmp");
-  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-  if (fd < 0) throw IoError(temp.string() + ": cannot write");
-  std::size_t done = 0;
-  while (done < text.size()) {
-    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n <= 0) {
-      ::close(fd);
-      throw IoError(temp.string() + ": cannot write (disk full?)");
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  const bool synced = ::fsync(fd) == 0;
-  if (::close(fd) != 0 || !synced) throw IoError(temp.string() + ": cannot write (disk full?)");
-  std::error_code error;
-  fs::rename(temp, path, error);
-  if (error) throw IoError(path.string() + ": cannot replace: " + error.message());
-}
-
-nlohmann::json trial_to_json(const SearchSpace& space, const TrialResult& t) {
-  nlohmann::json params = nlohmann::json::object();
-  for (std::size_t i = 0; i < space.params.size(); ++i)
-    params[space.params[i].name] = model::param_value_to_json(t.params[i]);
-  nlohmann::json json = {{"stage", t.stage},
-                         {"trial", t.index},
-                         {"status", t.ok ? "ok" : "failed"},
-                         {"val_accuracy", t.val_accuracy},
-                         {"final_val_accuracy", t.final_val_accuracy},
-                         {"best_epoch", t.best_epoch},
-                         {"epochs", t.epochs},
-                         {"epochs_run", t.epochs_run},
-                         {"params", std::move(params)},
-                         {"seed", t.seed},
-                         {"seconds", t.seconds},
-                         {"run_dir", t.run_dir},
-                         {"checkpoint", t.checkpoint ? nlohmann::json(t.run_dir + "/best.ckpt") : nlohmann::json()}};
-  if (!t.ok) json["error"] = t.error;
-  return json;
-}
-
-TrialResult trial_from_json(const SearchSpace& space, const nlohmann::json& j) {
-  TrialResult t;
-  t.stage = j.at("stage");
-  t.index = j.at("trial");
-  t.ok = j.at("status") == "ok";
-  t.error = j.value("error", "");
-  t.val_accuracy = j.at("val_accuracy");
-  t.final_val_accuracy = j.at("final_val_accuracy");
-  t.best_epoch = j.at("best_epoch");
-  t.epochs = j.at("epochs");
-  t.epochs_run = j.at("epochs_run");
-  t.seed = j.at("seed");
-  t.seconds = j.at("seconds");
-  t.run_dir = j.at("run_dir");
-  t.checkpoint = !j.at("checkpoint").is_null();
-  for (const auto& p : space.params) {
-    const auto& v = j.at("params").at(p.name);
-    t.params.push_back(v.is_number() ? ParamValue{v.get<double>(), format_number(v.get<double>())}
-                                     : ParamValue{std::nan(""), v.get<std::string>()});
-  }
-  return t;
-}
-
 /// Best first: successful trials by validation accuracy, then by (stage, index), so the order
 /// does not depend on when trials finished.
 bool better(const TrialResult& a, const TrialResult& b) {
@@ -176,93 +101,6 @@ bool better(const TrialResult& a, const TrialResult& b) {
   if (a.stage != b.stage) return a.stage < b.stage;
   return a.index < b.index;
 }
-
-std::string csv_field(const std::string& text) {
-  if (text.find_first_of(",\"\n") == std::string::npos) return text;
-  std::string quoted = "\"";
-  for (char c : text) quoted += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return quoted + "\"";
-}
-
-/// The folder's state: everything results.json and results.csv hold.
-struct Book {
-  const SearchConfig* config = nullptr;
-  SearchSpace space;             ///< stage 1's space (names and order of the parameters)
-  fs::path out;
-  SearchResult result;
-
-  void sort() { std::stable_sort(result.trials.begin(), result.trials.end(), better); }
-
-  /// Keeps the checkpoints of the `keep` best successful trials, deletes the others'.
-  void prune() {
-    std::size_t rank = 0;
-    for (auto& t : result.trials) {
-      const bool keep = t.ok && rank++ < static_cast<std::size_t>(config->keep);
-      if (keep || !t.checkpoint) continue;
-      std::error_code ignored;
-      for (const char* file : {"best.ckpt", "last.ckpt", "ema.ckpt"}) fs::remove(out / t.run_dir / file, ignored);
-      t.checkpoint = false;
-    }
-  }
-
-  void write() const {
-    nlohmann::json json = {{"version", kResultsVersion}, {"settings", to_json(*config)}};
-    json["stages"] = nlohmann::json::array();
-    for (const auto& s : result.stages)
-      json["stages"].push_back({{"stage", s.stage},
-                                {"epochs", s.epochs},
-                                {"trials", s.trials},
-                                {"finished", s.finished},
-                                {"space", model::print_search_space(s.space)},
-                                {"ranges", model::search_space_to_json(s.space)},
-                                {"best_val_accuracy", s.best_val_accuracy},
-                                {"warnings", s.warnings}});
-    json["trials"] = nlohmann::json::array();
-    for (const auto& t : result.trials) json["trials"].push_back(trial_to_json(space, t));
-    json["best"] = !result.trials.empty() && result.trials.front().ok ? json["trials"][0] : nlohmann::json();
-    const bool all_stages = static_cast<int>(result.stages.size()) == config->stages &&
-                            result.stages.back().finished == result.stages.back().trials;
-    json["complete"] = all_stages && !result.interrupted;
-    json["interrupted"] = result.interrupted;
-    write_atomically(out / "results.json", json.dump(2) + "\n");
-
-    std::string csv = "rank,stage,trial,status,val_accuracy,final_val_accuracy,best_epoch,epochs,seed";
-    for (const auto& p : space.params) csv += "," + p.name;
-    csv += ",seconds,run_dir,checkpoint\n";
-    int rank = 0;
-    for (const auto& t : result.trials) {
-      char numbers[160];
-      std::snprintf(numbers, sizeof numbers, "%d,%d,%d,%s,%.6f,%.6f,%d,%d,%llu", ++rank, t.stage, t.index,
-                    t.ok ? "ok" : "failed", t.val_accuracy, t.final_val_accuracy, t.best_epoch, t.epochs,
-                    static_cast<unsigned long long>(t.seed));
-      csv += numbers;
-      for (const auto& v : t.params) csv += "," + csv_field(v.text);
-      char seconds[32];
-      std::snprintf(seconds, sizeof seconds, ",%.1f,", t.seconds);
-      csv += seconds + csv_field(t.run_dir) + "," + (t.checkpoint ? csv_field(t.run_dir + "/best.ckpt") : "") + "\n";
-    }
-    write_atomically(out / "results.csv", csv);
-
-    std::vector<ScatterAxis> axes;
-    std::vector<std::size_t> columns;
-    for (std::size_t i = 0; i < space.params.size(); ++i) {
-      const auto& p = space.params[i];
-      if (!p.ranged() || !(p.hi > p.lo)) continue;
-      axes.push_back({p.name, p.lo, p.hi, p.kind == Distribution::log_uniform});
-      columns.push_back(i);
-    }
-    std::vector<ScatterPoint> points;
-    for (const auto& t : result.trials) {
-      ScatterPoint point;
-      for (std::size_t c : columns) point.values.push_back(t.params[c].number);
-      point.accuracy = t.ok ? t.val_accuracy : std::nan("");
-      point.stage = t.stage;
-      point.best = &t == &result.trials.front() && t.ok;
-      points.push_back(std::move(point));
-    }
-    write_scatter((out / "scatter.png").string(), axes, points);
-  }
-};
 
 /// Checks, before anything trains, every setting the trials of a stage will use: a bad spec
 /// or value fails the search at once (exit status 2), not trial after trial.
@@ -342,6 +180,72 @@ std::optional<TrialResult> run_trial(const SearchConfig& config, const SearchSpa
 }
 
 std::string plural(int n, const char* word) { return std::to_string(n) + " " + word + (n == 1 ? "" : "s"); }
+
+/// Keeps the checkpoints of the `keep` best successful trials (`trials` best first) and
+/// deletes the others': disk use stays bounded, metrics stay.
+void prune_checkpoints(const SearchConfig& config, std::vector<TrialResult>& trials) {
+  std::size_t rank = 0;
+  for (auto& t : trials) {
+    const bool keep = t.ok && rank++ < static_cast<std::size_t>(config.keep);
+    if (keep || !t.checkpoint) continue;
+    std::error_code ignored;
+    for (const char* file : {"best.ckpt", "last.ckpt", "ema.ckpt"}) fs::remove(fs::path(config.out) / t.run_dir / file, ignored);
+    t.checkpoint = false;
+  }
+}
+
+/// The trials of a stage: grid points, or one random draw per trial index.
+std::vector<Assignment> plan_stage(const SearchConfig& config, const SearchSpace& space, int stage) {
+  if (config.grid) return model::grid_trials(space, stage_trials(config, stage));
+  std::vector<Assignment> trials;
+  for (int i = 0; i < stage_trials(config, stage); ++i)
+    trials.push_back(model::sample_trial(
+        space, {config.base.seed, static_cast<std::uint64_t>(stage), static_cast<std::uint64_t>(i)}));
+  return trials;
+}
+
+/// Trains the `pending` trials of stage `current.stage`, `config.parallel` at once: each worker
+/// takes the next pending trial until none is left. Every finished trial is logged, added to
+/// `result` (sorted, checkpoints pruned) and written out at once. The first IoError or
+/// DataError stops the workers from taking new trials and is rethrown once they are done.
+void run_stage(const SearchConfig& config, const SearchSpace& space,
+               const std::vector<std::pair<int, const Assignment*>>& pending, StageResult& current,
+               SearchResult& result, const std::function<void(const std::string&)>& log,
+               const std::atomic<bool>* stop) {
+  const int threads = std::max(1, config.base.threads / config.parallel);
+  std::mutex mutex;
+  std::atomic<std::size_t> next{0};
+  std::atomic<bool> failed{false};
+  std::exception_ptr error;
+  auto worker = [&] {
+    for (;;) {
+      if (failed.load() || (stop && stop->load())) return;
+      const std::size_t k = next.fetch_add(1);
+      if (k >= pending.size()) return;
+      try {
+        auto trial = run_trial(config, space, current.stage, pending[k].first, *pending[k].second, threads, stop);
+        if (!trial) return;  // interrupted: it reruns on resume
+        std::lock_guard lock(mutex);
+        ++current.finished;
+        ++result.trials_run;
+        log(trial_line(space, *trial, current.finished, current.trials));
+        result.trials.push_back(std::move(*trial));
+        std::stable_sort(result.trials.begin(), result.trials.end(), better);
+        prune_checkpoints(config, result.trials);
+        write_results(config, result);
+      } catch (...) {
+        std::lock_guard lock(mutex);
+        if (!error) error = std::current_exception();
+        failed.store(true);
+        return;
+      }
+    }
+  };
+  std::vector<std::thread> workers;
+  for (int w = 0; w < std::min<int>(config.parallel, static_cast<int>(pending.size())); ++w) workers.emplace_back(worker);
+  for (auto& w : workers) w.join();
+  if (error) std::rethrow_exception(error);
+}
 
 }  // namespace
 
@@ -463,6 +367,7 @@ SearchConfig search_config_from_json(const nlohmann::json& settings) {
   return config;
 }
 
+
 SearchResult search(const SearchConfig& config, const std::function<void(const std::string&)>& log,
                     const std::atomic<bool>* stop) {
   if (config.out.empty()) throw ConfigError("--out DIR is required");
@@ -474,45 +379,16 @@ SearchResult search(const SearchConfig& config, const std::function<void(const s
   if (config.parallel < 1) throw ConfigError("--parallel must be at least 1, got " + std::to_string(config.parallel));
   if (config.keep < 0) throw ConfigError("--keep must be 0 or more, got " + std::to_string(config.keep));
   if (config.base.threads < 1) throw ConfigError("--threads must be at least 1");
-
-  Book book;
-  book.config = &config;
-  book.space = model::parse_search_space(config.space);
-  book.out = config.out;
-  const SearchSpace& space = book.space;
+  const SearchSpace space = model::parse_search_space(config.space);
   // A parameter used nowhere or a placeholder without a parameter is an error before anything runs.
-  trial_config(config.base, space, config.grid ? model::grid_trials(space, 1).front() : model::sample_trial(space, {}));
+  trial_config(config.base, space, plan_stage(config, space, 1).front());
 
   // Resume: the finished trials of the same search are kept; a different search is an error.
-  const fs::path results_path = book.out / "results.json";
-  if (fs::exists(results_path)) {
-    std::ifstream in(results_path);
-    nlohmann::json saved;
-    try {
-      saved = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::exception& e) {
-      throw DataError(results_path.string(), std::string("not valid JSON: ") + e.what());
-    }
-    nlohmann::json mine = to_json(config);
-    nlohmann::json theirs = saved.value("settings", nlohmann::json::object());
-    std::string differ;
-    for (auto key : kRunningSettings) mine.erase(std::string(key)), theirs.erase(std::string(key));
-    for (const auto& [key, value] : mine.items())
-      if (!theirs.contains(key) || theirs[key] != value) differ += (differ.empty() ? "" : ", ") + key;
-    if (!differ.empty())
-      throw ConfigError(book.out.string() + " holds a different search (settings that differ: " + differ +
-                        "); resume it with augflow search --resume " + book.out.string() +
-                        ", or give another --out");
-    try {
-      for (const auto& t : saved.at("trials")) book.result.trials.push_back(trial_from_json(space, t));
-    } catch (const nlohmann::json::exception& e) {
-      throw DataError(results_path.string(), std::string("a trial is incomplete or malformed: ") + e.what());
-    }
-    if (!book.result.trials.empty())
-      log("resuming " + book.out.string() + ": " + plural(static_cast<int>(book.result.trials.size()), "trial") +
-          " finished before");
-  }
-  fs::create_directories(book.out);
+  SearchResult result;
+  result.trials = read_results(config);
+  if (!result.trials.empty())
+    log("resuming " + config.out + ": " + plural(static_cast<int>(result.trials.size()), "trial") + " finished before");
+  fs::create_directories(config.out);
   // Every trial opens the data again. In-memory data sets (IDX) opened here stay alive for the
   // whole search, so the trials share their pixels (open_idx) instead of reading them each time;
   // a source that cannot be opened fails the search here, before any trial.
@@ -522,117 +398,65 @@ SearchResult search(const SearchConfig& config, const std::function<void(const s
     Dataset data = open_dataset(source);
     if (data.in_memory()) shared_data.push_back(std::move(data));
   }
-
-  const int parallel = config.parallel;
-  const int threads = std::max(1, config.base.threads / parallel);
-  if (parallel > config.base.threads)
-    log("warning: --parallel " + std::to_string(parallel) + " is more than --threads " +
+  if (config.parallel > config.base.threads)
+    log("warning: --parallel " + std::to_string(config.parallel) + " is more than --threads " +
         std::to_string(config.base.threads) + ": the trials share the cores");
 
   SearchSpace stage_space = space;
   for (int stage = 1; stage <= config.stages; ++stage) {
-    const int epochs = stage_epochs(config, stage);
     std::string header = "stage " + std::to_string(stage) + "/" + std::to_string(config.stages) + ": ";
     if (stage > 1) {
       // Coarse to fine: the ranges shrink around the best trials of the previous stage.
-      std::vector<const TrialResult*> previous;
-      for (const auto& t : book.result.trials)
-        if (t.stage == stage - 1 && t.ok) previous.push_back(&t);  // already best first
-      const std::size_t top = model::zoom_top_count(previous.size());
       std::vector<Assignment> best;
-      for (std::size_t i = 0; i < top; ++i) best.push_back(previous[i]->params);
+      for (const auto& t : result.trials)
+        if (t.stage == stage - 1 && t.ok) best.push_back(t.params);  // already best first
+      best.resize(model::zoom_top_count(best.size()));
       stage_space = model::zoom_space(stage_space, best);
-      header += "zoomed in around the best " + std::to_string(top) + " of stage " + std::to_string(stage - 1) + "; ";
+      header += "zoomed in around the best " + std::to_string(best.size()) + " of stage " + std::to_string(stage - 1) + "; ";
     }
-    const std::vector<Assignment> planned = [&] {
-      if (config.grid) return model::grid_trials(stage_space, stage_trials(config, stage));
-      std::vector<Assignment> trials;
-      for (int i = 0; i < stage_trials(config, stage); ++i)
-        trials.push_back(model::sample_trial(
-            stage_space, {config.base.seed, static_cast<std::uint64_t>(stage), static_cast<std::uint64_t>(i)}));
-      return trials;
-    }();
-    StageResult st;
-    st.stage = stage;
-    st.epochs = epochs;
-    st.trials = static_cast<int>(planned.size());
-    st.space = stage_space;
+    const std::vector<Assignment> planned = plan_stage(config, stage_space, stage);
+    StageResult& current = result.stages.emplace_back();
+    current.stage = stage;
+    current.epochs = stage_epochs(config, stage);
+    current.trials = static_cast<int>(planned.size());
+    current.space = stage_space;
     std::set<int> done;
-    for (const auto& t : book.result.trials)
+    for (const auto& t : result.trials)
       if (t.stage == stage) done.insert(t.index);
-    st.finished = static_cast<int>(done.size());
+    current.finished = static_cast<int>(done.size());
     std::vector<std::pair<int, const Assignment*>> pending;
-    for (int i = 0; i < st.trials; ++i)
+    for (int i = 0; i < current.trials; ++i)
       if (!done.count(i)) pending.push_back({i, &planned[i]});
     std::string ranges;
     for (const auto& p : stage_space.params) ranges += " " + model::describe_param_range(p);
-    log(header + plural(st.trials, "trial") + " of " + plural(epochs, "epoch") + (config.grid ? " (grid)" : "") +
-        " over" + ranges + (done.empty() ? "" : "; " + std::to_string(done.size()) + " finished before"));
+    log(header + plural(current.trials, "trial") + " of " + plural(current.epochs, "epoch") +
+        (config.grid ? " (grid)" : "") + " over" + ranges +
+        (done.empty() ? "" : "; " + std::to_string(done.size()) + " finished before"));
     check_trials(config.base, space, stage, pending);
-    book.result.stages.push_back(st);
-    StageResult& current = book.result.stages.back();
 
-    // The trials: `parallel` workers take the next pending trial until none is left.
-    std::mutex mutex;
-    std::atomic<std::size_t> next{0};
-    std::atomic<bool> failed{false};
-    std::exception_ptr error;
-    auto worker = [&] {
-      for (;;) {
-        if (failed.load() || (stop && stop->load())) return;
-        const std::size_t k = next.fetch_add(1);
-        if (k >= pending.size()) return;
-        try {
-          auto trial = run_trial(config, space, stage, pending[k].first, *pending[k].second, threads, stop);
-          if (!trial) return;  // interrupted
-          std::lock_guard lock(mutex);
-          ++current.finished;
-          ++book.result.trials_run;
-          log(trial_line(space, *trial, current.finished, current.trials));
-          book.result.trials.push_back(std::move(*trial));
-          book.sort();
-          book.prune();
-          book.write();
-        } catch (...) {
-          std::lock_guard lock(mutex);
-          if (!error) error = std::current_exception();
-          failed.store(true);
-          return;
-        }
-      }
-    };
-    std::vector<std::thread> workers;
-    for (int w = 0; w < std::min<int>(parallel, static_cast<int>(pending.size())); ++w) workers.emplace_back(worker);
-    for (auto& w : workers) w.join();
-    if (error) std::rethrow_exception(error);
+    run_stage(config, space, pending, current, result, log, stop);
     if (current.finished < current.trials) {
-      book.result.interrupted = true;
-      book.write();
-      return book.result;
+      result.interrupted = true;
+      write_results(config, result);
+      return result;
     }
-
-    const TrialResult* best = nullptr;
-    for (const auto& t : book.result.trials)
-      if (t.stage == stage && t.ok) {
-        best = &t;
-        break;
-      }
-    if (!best) {
-      const auto it = std::find_if(book.result.trials.begin(), book.result.trials.end(),
-                                   [&](const TrialResult& t) { return t.stage == stage; });
-      throw Error("every trial of stage " + std::to_string(stage) + " failed; the first error: " + it->error +
-                  " (details in " + (book.out / it->run_dir / "train.log").string() + ")");
+    const auto best = std::find_if(result.trials.begin(), result.trials.end(),
+                                   [&](const TrialResult& t) { return t.stage == stage && t.ok; });
+    if (best == result.trials.end()) {
+      const auto first = std::find_if(result.trials.begin(), result.trials.end(),
+                                      [&](const TrialResult& t) { return t.stage == stage; });
+      throw Error("every trial of stage " + std::to_string(stage) + " failed; the first error: " + first->error +
+                  " (details in " + (fs::path(config.out) / first->run_dir / "train.log").string() + ")");
     }
     current.best_val_accuracy = best->val_accuracy;
     current.warnings = model::border_warnings(stage_space, best->params);
-    char best_line[96];
-    std::snprintf(best_line, sizeof best_line, "stage %d: best val_acc %.6f (trial %d: ", stage, best->val_accuracy,
-                  best->index);
-    log(best_line + describe(space, best->params) + ")");
+    char line[96];
+    std::snprintf(line, sizeof line, "stage %d: best val_acc %.6f (trial %d: ", stage, best->val_accuracy, best->index);
+    log(line + describe(space, best->params) + ")");
     for (const auto& w : current.warnings) log("warning: stage " + std::to_string(stage) + ": " + w);
   }
-  book.write();
-  return book.result;
+  write_results(config, result);
+  return result;
 }
 
 }  // namespace augflow::pipeline

@@ -131,6 +131,15 @@ std::string trial_line(const model::SearchSpace& space, const TrialResult& trial
 SearchResult search(const SearchConfig& config, const std::function<void(const std::string&)>& log,
                     const std::atomic<bool>* stop = nullptr);
 
+/// Writes config.out/results.json and results.csv (each atomically: a temporary file, fsync,
+/// rename) and scatter.png for `result`, whose trials are best first.
+void write_results(const SearchConfig& config, const SearchResult& result);
+
+/// The finished trials config.out/results.json holds (none without the file). Throws
+/// ConfigError when it holds a different search (settings other than parallel, threads and
+/// cache_mb differ), DataError when it does not parse.
+std::vector<TrialResult> read_results(const SearchConfig& config);
+
 /// The settings that identify a search (what results.json keeps under "settings"), and back.
 nlohmann::json to_json(const SearchConfig& config);
 SearchConfig search_config_from_json(const nlohmann::json& settings);
