@@ -388,7 +388,6 @@ SearchResult search(const SearchConfig& config, const std::function<void(const s
   result.trials = read_results(config);
   if (!result.trials.empty())
     log("resuming " + config.out + ": " + plural(static_cast<int>(result.trials.size()), "trial") + " finished before");
-  fs::create_directories(config.out);
   // Every trial opens the data again. In-memory data sets (IDX) opened here stay alive for the
   // whole search, so the trials share their pixels (open_idx) instead of reading them each time;
   // a source that cannot be opened fails the search here, before any trial.
@@ -398,6 +397,7 @@ SearchResult search(const SearchConfig& config, const std::function<void(const s
     Dataset data = open_dataset(source);
     if (data.in_memory()) shared_data.push_back(std::move(data));
   }
+  fs::create_directories(config.out);
   if (config.parallel > config.base.threads)
     log("warning: --parallel " + std::to_string(config.parallel) + " is more than --threads " +
         std::to_string(config.base.threads) + ": the trials share the cores");
