@@ -6,9 +6,11 @@
 #pragma once
 
 #include <stdlib.h>  // mkdtemp
+#include <sys/wait.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -181,6 +183,25 @@ inline model::Tensor random_tensor(model::Shape shape, std::uint64_t seed) {
   Rng rng({seed, 0, 0});
   for (std::size_t i = 0; i < t.size(); ++i) t[i] = static_cast<float>(rng.normal());
   return t;
+}
+
+/// What running the augflow binary gave.
+struct Result {
+  int status = -1;
+  std::string output;  // stdout and stderr together
+};
+
+/// Runs `augflow ARGS` (the binary this build made) through the shell.
+inline Result run(const std::string& args) {
+  Result result;
+  const std::string command = std::string(AUGFLOW_BINARY) + " " + args + " 2>&1";
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (!pipe) return result;
+  char buffer[4096];
+  while (std::fgets(buffer, sizeof buffer, pipe)) result.output += buffer;
+  const int raw = ::pclose(pipe);
+  result.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  return result;
 }
 
 /// Expects f() to throw an augflow::Error whose message contains `needle`.

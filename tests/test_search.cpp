@@ -418,5 +418,26 @@ TEST(Search, BadSettingsFailBeforeTraining) {
   EXPECT_THROW(search(s, [](const std::string&) {}), ConfigError);
 }
 
+TEST(Search, CommandLineRunsResumesAndRejectsABadSpace) {
+  test::TempDir dir;
+  test::write_colour_folder(dir, 6);
+  const std::string common = "search --train " + (dir.path() / "data").string() +
+                             " --val-split 0.25 --model 'fc{hidden}-relu-fc2' --aug 'pad_crop(0,32) | normalize(none)' "
+                             "--batch 4 --trials 2 --epochs 1 --out " + (dir.path() / "s").string();
+  const auto bad = test::run(common + " --space 'lr=logg(1e-3,1e-1) hidden=choice(4,8)'");
+  EXPECT_EQ(bad.status, 2) << bad.output;
+  EXPECT_NE(bad.output.find("unknown distribution 'logg'"), std::string::npos) << bad.output;
+
+  const auto first = test::run(common + " --space 'lr=log(1e-3,1e-1) hidden=choice(4,8)'");
+  ASSERT_EQ(first.status, 0) << first.output;
+  EXPECT_NE(first.output.find(", (2 / 2)"), std::string::npos) << first.output;
+  EXPECT_NE(first.output.find("2 trials in "), std::string::npos) << first.output;
+  const auto again = test::run("search --resume " + (dir.path() / "s").string() + " --parallel 2");
+  ASSERT_EQ(again.status, 0) << again.output;
+  EXPECT_NE(again.output.find("resuming"), std::string::npos) << again.output;
+  EXPECT_NE(again.output.find("0 trials in "), std::string::npos) << again.output;
+  EXPECT_EQ(read_json(dir.path() / "s" / "results.json")["settings"]["parallel"], 2) << "--parallel may change";
+}
+
 }  // namespace
 }  // namespace augflow::pipeline
