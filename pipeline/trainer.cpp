@@ -11,6 +11,7 @@
 #include "augment/registry.hpp"
 #include "augment/spec.hpp"
 #include "common/error.hpp"
+#include "common/format.hpp"
 #include "model/checkpoint.hpp"
 #include "model/loss.hpp"
 #include "model/net.hpp"
@@ -128,7 +129,7 @@ bool apply_control(const fs::path& out, int epoch, double& base_lr, const std::f
   for (const auto& [key, value] : control.items()) {
     if (key == "lr" && value.is_number() && value.get<double>() > 0 && std::isfinite(value.get<double>())) {
       if (value.get<double>() != base_lr) {
-        log(where + "learning rate " + std::to_string(base_lr) + " -> " + std::to_string(value.get<double>()));
+        log(where + "learning rate " + format_number(base_lr) + " -> " + format_number(value.get<double>()));
         base_lr = value.get<double>();
       }
     } else if (key == "stop" && value.is_boolean()) {

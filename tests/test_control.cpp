@@ -56,7 +56,7 @@ TEST(Control, SetsTheLearningRateAndStopsTheRun) {
     for (const auto& line : lines) n += line.find(needle) != std::string::npos;
     return n;
   };
-  EXPECT_EQ(count("control.json before epoch 2: learning rate 0.010000 -> 0.002000"), 1) << "logged once";
+  EXPECT_EQ(count("control.json before epoch 2: learning rate 0.01 -> 0.002"), 1) << "logged once";
   EXPECT_EQ(count("ignored \"lr_typo\""), 1);
   EXPECT_EQ(count("control.json before epoch 4: stop requested: the run ends after epoch 3"), 1);
 }
