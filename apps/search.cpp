@@ -91,7 +91,7 @@ void run_search(const SearchCommand& command) {
   std::signal(SIGTERM, SIG_DFL);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   char rate[96];
-  std::snprintf(rate, sizeof rate, "%d trials in %.0f s (%.0f trials/hour, --parallel %d)", result.trials_run, seconds,
+  std::snprintf(rate, sizeof rate, "%d trials in %.1f s (%.0f trials/hour, --parallel %d)", result.trials_run, seconds,
                 seconds > 0 ? result.trials_run * 3600.0 / seconds : 0.0, config.parallel);
   std::cout << rate << "\n";
   if (result.interrupted) {
