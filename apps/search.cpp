@@ -3,10 +3,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
-
-#include <nlohmann/json.hpp>
 
 #include "apps/commands.hpp"
 #include "common/error.hpp"
@@ -65,17 +62,7 @@ void run_search(const SearchCommand& command) {
   single_threaded_opencv();
   pipeline::SearchConfig config = command.config;
   if (!command.resume.empty()) {
-    const std::string path = command.resume + "/results.json";
-    std::ifstream in(path);
-    if (!in) throw IoError(path + ": cannot read (is " + command.resume + " the folder of an augflow search?)");
-    nlohmann::json json;
-    try {
-      json = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::exception& e) {
-      throw DataError(path, std::string("not valid JSON: ") + e.what());
-    }
-    config = pipeline::search_config_from_json(json.value("settings", nlohmann::json::object()));
-    config.out = command.resume;
+    config = pipeline::read_search_config(command.resume);
     // How fast is the machine's business, not the search's: these may change on resume.
     if (command.parallel->count()) config.parallel = command.config.parallel;
     if (command.threads->count()) config.base.threads = command.config.base.threads;

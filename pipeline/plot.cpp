@@ -63,6 +63,17 @@ void panel(cv::Mat& canvas, cv::Rect area, const std::string& title, const std::
   cv::putText(canvas, "val", {plot.br().x - 40, plot.y + 16}, cv::FONT_HERSHEY_SIMPLEX, 0.4, kVal, 1, cv::LINE_AA);
 }
 
+/// Writes `canvas` as a PNG; IoError naming the file and `what` it holds when it cannot.
+void write_png(const std::string& path, const cv::Mat& canvas, const std::string& what) {
+  bool ok = false;
+  try {
+    ok = cv::imwrite(path, canvas);
+  } catch (const cv::Exception& e) {
+    throw IoError(path + ": cannot write the " + what + ": " + e.what());
+  }
+  if (!ok) throw IoError(path + ": cannot write the " + what);
+}
+
 }  // namespace
 
 void write_curves(const std::string& path, const std::vector<EpochMetrics>& history) {
@@ -76,18 +87,9 @@ void write_curves(const std::string& path, const std::vector<EpochMetrics>& hist
   }
   panel(canvas, {0, 0, 480, 320}, "loss", train_loss, val_loss);
   panel(canvas, {480, 0, 480, 320}, "accuracy", train_acc, val_acc);
-  bool ok = false;
-  try {
-    ok = cv::imwrite(path, canvas);
-  } catch (const cv::Exception& e) {
-    throw IoError(path + ": cannot write the curves: " + e.what());
-  }
-  if (!ok) throw IoError(path + ": cannot write the curves");
+  write_png(path, canvas, "curves");
 }
 
-}  // namespace augflow::pipeline
-
-namespace augflow::pipeline {
 namespace {
 
 /// Pixel position along an axis of `length` pixels (log axes in log10).
@@ -208,13 +210,7 @@ void write_scatter(const std::string& path, const std::vector<ScatterAxis>& axes
               cv::LINE_AA);
   cv::putText(canvas, "circles: stage 1, squares: later stages, ringed: best, x: failed", {x0, y + 34},
               cv::FONT_HERSHEY_SIMPLEX, 0.4, kInk, 1, cv::LINE_AA);
-  bool ok = false;
-  try {
-    ok = cv::imwrite(path, canvas);
-  } catch (const cv::Exception& e) {
-    throw IoError(path + ": cannot write the scatter plot: " + e.what());
-  }
-  if (!ok) throw IoError(path + ": cannot write the scatter plot");
+  write_png(path, canvas, "scatter plot");
 }
 
 }  // namespace augflow::pipeline
