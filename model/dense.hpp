@@ -46,8 +46,8 @@ class Dense : public Layer {
   Param weight_;  // 1 x out x in x 1 (row-major out x in)
   Param bias_;    // 1 x out x 1 x 1
   bool masked_ = false;         // the last forward used a DropConnect mask
-  std::vector<float> mask_;     // 0 or 1 / (1 - P) per weight
-  std::vector<float> masked_w_; // W .* mask (the weights the last forward used)
+  FloatBuffer mask_;     // 0 or 1 / (1 - P) per weight
+  FloatBuffer masked_w_; // W .* mask (the weights the last forward used)
 };
 
 /// The "dcP" token: an identity layer. Its effect is applied by the following fc, to which the
