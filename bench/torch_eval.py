@@ -33,7 +33,6 @@ Usage:
 """
 
 import argparse
-import ctypes
 import json
 import os
 import re
@@ -41,7 +40,7 @@ import statistics
 import sys
 import time
 
-from peer_common import loaded_blas_libraries
+from peer_common import blas_summary, check_blas
 
 DEFAULT_MODEL = "conv16k3s2p1-bn-relu-pool2-conv32k3p1-bn-relu-pool2-conv64k3p1-bn-relu-gap-fc2"
 VIEWS = {"tencrop": 10, "center": 1}
@@ -103,108 +102,6 @@ except ImportError as exc:  # pragma: no cover - environment problem
 # other torchvision peers (bench/ is on sys.path when this file is run).
 from torchvision_augment import (IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD, pil_loader,
                                  worker_init)
-
-
-# --- BLAS (as bench/torch_train.py: refuse the reference BLAS, fix the core) --
-
-BLAS_ALTERNATIVE = "libblas.so.3-x86_64-linux-gnu"
-BLAS_LINK = "/usr/lib/x86_64-linux-gnu/libblas.so.3"
-OPENBLAS_PTHREAD = "/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3"
-BLAS_FIX = (
-    "Select OpenBLAS (package libopenblas0-pthread), as root:\n"
-    "    apt-get install libopenblas0-pthread   # if it is not installed\n"
-    "    update-alternatives --set %s %s\n"
-    "(check with: update-alternatives --display %s)\n" % (
-        BLAS_ALTERNATIVE, OPENBLAS_PTHREAD, BLAS_ALTERNATIVE))
-# OpenBLAS cores with AVX2 (or better) kernels, as openblas_get_corename() names them.
-AVX2_CORES = {"HASWELL", "ZEN", "SKYLAKEX", "COOPERLAKE", "SAPPHIRERAPIDS"}
-REEXEC_MARK = "AUGFLOW_TORCH_EVAL_CORETYPE_SET"
-
-
-def openblas_info(paths):
-    """(config, threads, parallel mode, core name) of the loaded OpenBLAS, or None."""
-    for path in paths:
-        if "openblas" not in path or "lapack" in path:
-            continue
-        try:
-            lib = ctypes.CDLL(path)  # already loaded: same handle, no reload
-            lib.openblas_get_config.restype = ctypes.c_char_p
-            lib.openblas_get_corename.restype = ctypes.c_char_p
-            config = lib.openblas_get_config().decode(errors="replace").strip()
-            corename = lib.openblas_get_corename().decode(errors="replace").strip()
-            threads = lib.openblas_get_num_threads()
-            mode = {0: "sequential", 1: "pthread", 2: "openmp"}.get(
-                lib.openblas_get_parallel(), "unknown")
-            return config, threads, mode, corename
-        except (OSError, AttributeError):
-            continue
-    return None
-
-
-def fix_openblas_core(info):
-    """OpenBLAS 0.3.21 falls back to its Prescott kernels on CPUs it does not
-    recognise; re-run this script with OPENBLAS_CORETYPE=SkylakeX/Haswell then
-    (see bench/torch_train.py). A caller-set OPENBLAS_CORETYPE is respected."""
-    if info is None or "OPENBLAS_CORETYPE" in os.environ or REEXEC_MARK in os.environ:
-        return
-    if info[3].upper() in AVX2_CORES:
-        return
-    flags = set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
-    except OSError:
-        pass
-    if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags:
-        core = "SkylakeX"
-    elif {"avx2", "fma"} <= flags:
-        core = "Haswell"
-    else:
-        return
-    sys.stderr.write(
-        "torch_eval.py: note: OpenBLAS picked the %s kernels on this CPU (it does not\n"
-        "    recognise it); re-running with OPENBLAS_CORETYPE=%s (set OPENBLAS_CORETYPE\n"
-        "    yourself to override)\n" % (info[3], core))
-    sys.stderr.flush()
-    sys.stdout.flush()
-    env = dict(os.environ, OPENBLAS_CORETYPE=core)
-    env[REEXEC_MARK] = "1"
-    os.execve(sys.executable, [sys.executable, os.path.abspath(__file__)] + sys.argv[1:], env)
-
-
-def check_blas():
-    """Exit 1 unless the selected and loaded BLAS is OpenBLAS; may re-run the
-    script with OPENBLAS_CORETYPE set. Returns a description dict."""
-    selected = os.path.realpath(BLAS_LINK) if os.path.exists(BLAS_LINK) else None
-    with torch.no_grad():
-        nn.Linear(8, 8)(torch.ones(2, 8))  # make sure libblas.so.3 is loaded
-    loaded = loaded_blas_libraries()
-    loaded_blas = [p for p in loaded if "lapack" not in p]
-    info = openblas_info(loaded)
-    if selected is None or "openblas" not in selected:
-        sys.stderr.write("torch_eval.py: error: the system's libblas.so.3 (%s) is not OpenBLAS,\n"
-                         "so the PyTorch peer would not run at its best.\n%s" % (
-                             selected or "missing", BLAS_FIX))
-        sys.exit(1)
-    if not any("openblas" in p for p in loaded_blas) or info is None:
-        sys.stderr.write(
-            "torch_eval.py: error: OpenBLAS is selected (%s) but torch loaded %s\n"
-            "(LD_LIBRARY_PATH or LD_PRELOAD overriding it?).\n%s" % (
-                selected, ", ".join(loaded_blas) or "no BLAS", BLAS_FIX))
-        sys.exit(1)
-    fix_openblas_core(info)  # may re-run the script (and not return)
-    return {"selected": selected, "loaded": loaded, "openblas": info}
-
-
-def blas_summary(blas):
-    config, threads, mode, corename = blas["openblas"]
-    forced = os.environ.get("OPENBLAS_CORETYPE")
-    return "OpenBLAS %s, %s kernels%s, %s, %d threads (%s)" % (
-        config.split()[1] if len(config.split()) > 1 else "?", corename,
-        " (OPENBLAS_CORETYPE=%s)" % forced if forced else "", mode, threads, blas["selected"])
 
 
 # --- the model: augflow's compact spec as torch.nn ----------------------------
@@ -438,7 +335,7 @@ def run_pass(loader, model, views):
 def main():
     args = ARGS
     torch.set_num_threads(args.threads)
-    blas = check_blas()
+    blas = check_blas(__file__)
 
     file_filter = FileFilter()
     transform = build_transform(args.views)
