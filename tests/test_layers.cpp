@@ -284,15 +284,23 @@ TEST(Dense, ForwardByHand) {
   EXPECT_DOUBLE_EQ(fc.flops_per_sample({1, 3, 1, 1}), 6.0);
 }
 
-TEST(Dense, HeInitAndDropConnectMask) {
+TEST(Dense, UniformInitAndDropConnectMask) {
   Dense fc({1, 200, 1, 1}, 100, 0.5);
   Rng rng({1, 0, 0}, 0);
   fc.initialize(rng);
   double sq = 0;
   for (float v : fc.weight().value.values()) sq += v * v;
-  EXPECT_NEAR(sq / fc.weight().value.size(), 2.0 / 200, 0.1 * 2.0 / 200);  // He: var 2 / in
-  for (float v : fc.bias().value.values()) EXPECT_EQ(v, 0.0f);
+  EXPECT_NEAR(sq / fc.weight().value.size(), 1.0 / 600, 0.1 / 600);  // U(+-1/sqrt(in)): var 1 / (3 in)
+  const float bound = 1.0f / std::sqrt(200.0f);
+  for (float v : fc.weight().value.values()) EXPECT_LE(std::fabs(v), bound);
+  bool bias_set = false;
+  for (float v : fc.bias().value.values()) {
+    EXPECT_LE(std::fabs(v), bound);
+    bias_set |= v != 0.0f;
+  }
+  EXPECT_TRUE(bias_set) << "biases are drawn too, as in PyTorch";
   // Train: a masked W (about half the weights zeroed, the rest doubled); test: W unchanged.
+  fc.bias().value.fill(0.0f);
   Tensor x({1, 200, 1, 1}, 0.0f), y;
   x[17] = 1.0f;  // y = column 17 of the effective W (+ b = 0)
   fc.forward(x, y, train_context());
