@@ -88,7 +88,9 @@ void add_train_command(CLI::App& app) {
       "train",
       "Train a classifier: the loader streams augmented batches into the model; each epoch is\n"
       "validated, logged to RUNDIR/metrics.csv and checkpointed (last.ckpt, best.ckpt);\n"
-      "RUNDIR/summary.json holds the result. Example:\n"
+      "RUNDIR/summary.json holds the result. To nudge a running model, write RUNDIR/control.json: it is\n"
+      "re-read at every epoch start; {\"lr\": 3e-4} sets the base learning rate, {\"stop\": true} ends the run.\n"
+      "Example:\n"
       "  augflow train --train fashion-mnist --model cnn-small --epochs 5 --out runs/fm");
   cmd->add_option("--train", c->train, "training data: an image folder (one sub-folder per class), a list file "
                                         "(path,label lines) or fashion-mnist (required unless --resume)");

@@ -10,6 +10,7 @@
 
 #include "augment/registry.hpp"
 #include "common/error.hpp"
+#include "common/spec_message.hpp"
 
 namespace augflow::augment {
 namespace {
@@ -40,17 +41,9 @@ std::string signature(const StepInfo& step) {
   return text + ")";
 }
 
-/// Builds the message of a SpecError: what, where (with a caret under the spec), what is accepted.
 [[noreturn]] void fail(std::string_view spec, std::size_t position, const std::string& token,
                        const std::string& what, const std::string& accepted) {
-  std::string message = "augmentation spec: " + what;
-  if (!token.empty()) message += " (token '" + token + "')";
-  message += " at position " + std::to_string(position + 1);
-  if (!spec.empty()) {
-    message += "\n  " + std::string(spec) + "\n  " + std::string(position, ' ') + "^";
-  }
-  if (!accepted.empty()) message += "\naccepted: " + accepted;
-  throw SpecError(message, token, position);
+  throw_spec_error("augmentation spec", spec, position, token, what, accepted);
 }
 
 class Parser {

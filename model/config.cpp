@@ -36,6 +36,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.hpp"
+#include "common/spec_message.hpp"
 
 namespace augflow::model {
 namespace {
@@ -119,17 +120,9 @@ struct Where {
 };
 
 [[noreturn]] void fail(const Where& where, const std::string& what, std::string_view accepted = {}) {
-  std::string message;
-  if (where.json) {
-    message = "model spec JSON: " + what;
-    if (!where.token.empty()) message += " (layer " + std::to_string(where.position) + ": " + where.token + ")";
-  } else {
-    message = "model spec: " + what;
-    if (!where.token.empty()) message += " (token '" + where.token + "')";
-    message += " at position " + std::to_string(where.position + 1);
-    if (!where.spec.empty())
-      message += "\n  " + std::string(where.spec) + "\n  " + std::string(where.position, ' ') + "^";
-  }
+  if (!where.json) throw_spec_error("model spec", where.spec, where.position, where.token, what, accepted);
+  std::string message = "model spec JSON: " + what;
+  if (!where.token.empty()) message += " (layer " + std::to_string(where.position) + ": " + where.token + ")";
   if (!accepted.empty()) message += "\naccepted: " + std::string(accepted);
   throw SpecError(message, where.token, where.position);
 }

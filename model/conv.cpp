@@ -196,7 +196,11 @@ void Conv2d::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor
       }
       const ConstMatrixMap dyi(dy.sample(i), out_, hw);
       dw.noalias() += dyi * ConstMatrixMap(col, ckk, hw).transpose();
-      if (has_bias_) db += dyi.rowwise().sum();
+      // Column by column, not dyi.rowwise().sum(): Eigen's vectorised row reduction peels
+      // and pairs its terms according to the data's address, so the same numbers summed from
+      // another allocation round differently (bit-identical results need a fixed order).
+      if (has_bias_)
+        for (int j = 0; j < hw; ++j) db += dyi.col(j);
       if (pointwise()) {
         MatrixMap(dx.sample(i), ckk, hw).noalias() = w.transpose() * dyi;
       } else {

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <numeric>
 #include <string_view>
 #include <system_error>
@@ -389,9 +390,64 @@ class IdxReader {
   std::string error_;  ///< zlib's message after a failed read (corrupt or cut gzip data)
 };
 
+/// The IDX data sets opened so far. A search opens the same files in every trial, often in
+/// parallel: while one opened copy is alive somewhere in the process, another open shares its
+/// pixels instead of reading and unzipping them again (47 MB for Fashion-MNIST, about 0.6 s).
+/// Keyed by both files' paths, sizes and modification times, so a changed file is read afresh.
+struct IdxMemo {
+  std::mutex mutex;
+  std::map<std::string, std::pair<Dataset, std::weak_ptr<const std::vector<std::uint8_t>>>> entries;
+};
+
+IdxMemo& idx_memo() {
+  static IdxMemo memo;
+  return memo;
+}
+
+/// The memo key of an IDX pair, or "" when a file cannot be looked at (the reader reports it).
+std::string idx_key(const fs::path& images, const fs::path& labels, const std::string& name) {
+  std::string key = name;
+  for (const auto& path : {images, labels}) {
+    std::error_code ec;
+    const auto size = fs::file_size(path, ec);
+    if (ec) return {};
+    const auto time = fs::last_write_time(path, ec);
+    if (ec) return {};
+    key += "\n" + fs::absolute(path, ec).string() + "\n" + std::to_string(size) + "\n" +
+           std::to_string(time.time_since_epoch().count());
+  }
+  return key;
+}
+
+Dataset read_idx(const fs::path& images, const fs::path& labels, std::string name);
+
 }  // namespace
 
 Dataset open_idx(const fs::path& images, const fs::path& labels, std::string name) {
+  const std::string key = idx_key(images, labels, name);
+  if (key.empty()) return read_idx(images, labels, std::move(name));
+  IdxMemo& memo = idx_memo();
+  {
+    std::lock_guard lock(memo.mutex);
+    const auto it = memo.entries.find(key);
+    if (it != memo.entries.end())
+      if (auto pixels = it->second.second.lock()) {
+        Dataset data = it->second.first;
+        data.pixels = std::move(pixels);
+        return data;
+      }
+  }
+  Dataset data = read_idx(images, labels, std::move(name));
+  Dataset entry = data;
+  entry.pixels.reset();
+  std::lock_guard lock(memo.mutex);
+  memo.entries[key] = {std::move(entry), data.pixels};
+  return data;
+}
+
+namespace {
+
+Dataset read_idx(const fs::path& images, const fs::path& labels, std::string name) {
   IdxReader image_file(images);
   image_file.check_magic(kIdxImagesMagic, "image");
   const std::uint32_t count = image_file.read_u32("image count");
@@ -434,6 +490,8 @@ Dataset open_idx(const fs::path& images, const fs::path& labels, std::string nam
   std::iota(data.memory_index.begin(), data.memory_index.end(), std::uint32_t{0});
   return data;
 }
+
+}  // namespace
 
 // ---------------------------------------------------------------------------------------------
 // Sources

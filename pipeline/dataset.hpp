@@ -76,6 +76,8 @@ Dataset open_list_file(const std::filesystem::path& list, const WarningSink& war
 /// IDX image and label files (MNIST format, gzipped if the name ends in .gz). Checks magic
 /// numbers, dimensions, that the counts agree and that the files are complete; throws DataError
 /// naming the file and what is wrong. Class names are "0".."9" (Fashion-MNIST: its names).
+/// Opening the same unchanged files again while an earlier result is alive shares its pixels
+/// (the trials of a search open the same data over and over).
 Dataset open_idx(const std::filesystem::path& images, const std::filesystem::path& labels,
                  std::string name);
 

@@ -530,9 +530,12 @@ Loader::Loader(Dataset data, std::shared_ptr<const augment::Pipeline> pipeline, 
   if (options_.cache_mb > 0 && !data_.in_memory())
     cache_ = std::make_unique<DecodedCache>(data_.size(), options_.cache_mb << 20);
   // The flow graph provides the parallelism; OpenCV's own thread pool would oversubscribe
-  // the cores (PITFALLS.md). setNumThreads is process-wide and not thread-safe, so it is set
-  // here, on the constructing thread, before any graph runs.
-  cv::setNumThreads(0);
+  // the cores (PITFALLS.md). setNumThreads is process-wide and not thread-safe (with OpenCV's
+  // TBB backend it tears down and rebuilds an arena), and several loaders may be built at once
+  // on different threads (parallel search trials): it is set once per process, before the
+  // first graph runs.
+  static std::once_flag opencv_threads_off;
+  std::call_once(opencv_threads_off, [] { cv::setNumThreads(0); });
   arena_ = std::make_unique<tbb::task_arena>(options_.threads);
 }
 

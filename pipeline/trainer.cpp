@@ -12,6 +12,7 @@
 #include "augment/registry.hpp"
 #include "augment/spec.hpp"
 #include "common/error.hpp"
+#include "common/format.hpp"
 #include "model/checkpoint.hpp"
 #include "model/loss.hpp"
 #include "model/net.hpp"
@@ -102,6 +103,49 @@ void restore_unusable(Loader& loader, const nlohmann::json& list) {
   for (const auto& item : list) loader.mark_unusable(item.at(0).get<std::size_t>(), item.at(1).get<std::string>());
 }
 
+/// Babysitting a run: RUNDIR/control.json is re-read at the start of every epoch, so that a
+/// person watching the curves can nudge a running model without stopping it. The file states
+/// what should hold from that epoch on, so re-reading an unchanged file changes nothing:
+///   {"lr": 3e-4}    sets the base learning rate (the schedule still applies on top of it)
+///   {"stop": true}  ends the run before the epoch starts (summary: stopped_early)
+/// Every change is logged; metrics.csv's lr column shows the rate each epoch used. A file that
+/// does not parse, an unknown key or a bad value is logged and ignored: a typo must not end a
+/// long run. Returns true when the run should stop.
+bool apply_control(const fs::path& out, int epoch, double& base_lr, const std::function<void(const std::string&)>& log) {
+  const fs::path path = out / "control.json";
+  std::ifstream in(path);
+  if (!in) return false;
+  const std::string where = path.string() + " before epoch " + std::to_string(epoch + 1) + ": ";
+  nlohmann::json control;
+  try {
+    control = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    log("warning: " + where + "not valid JSON, ignored (" + e.what() + ")");
+    return false;
+  }
+  if (!control.is_object()) {
+    log("warning: " + where + "expected an object such as {\"lr\": 0.0003} or {\"stop\": true}, ignored");
+    return false;
+  }
+  for (const auto& [key, value] : control.items()) {
+    if (key == "lr" && value.is_number() && value.get<double>() > 0 && std::isfinite(value.get<double>())) {
+      if (value.get<double>() != base_lr) {
+        log(where + "learning rate " + format_number(base_lr) + " -> " + format_number(value.get<double>()));
+        base_lr = value.get<double>();
+      }
+    } else if (key == "stop" && value.is_boolean()) {
+      if (value.get<bool>()) {
+        log(where + "stop requested: the run ends after epoch " + std::to_string(epoch));
+        return true;
+      }
+    } else {
+      log("warning: " + where + "ignored \"" + key + "\": " + value.dump() +
+          " (accepted: \"lr\": a positive number, \"stop\": true or false)");
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 nlohmann::json to_json(const TrainConfig& c) {
@@ -118,6 +162,7 @@ TrainConfig train_config_from_json(const nlohmann::json& j) {
     c.train = j.at("train");
     c.val = j.at("val");
     c.val_split = j.at("val_split");
+    if (j.contains("split_seed")) c.split_seed = j.at("split_seed").get<std::uint64_t>();
     c.model = j.at("model");
     c.aug = j.at("aug");
     c.epochs = j.at("epochs");
@@ -198,7 +243,7 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
     if (val_data.class_names != train_data.class_names)
       throw DataError(c.val, "its classes differ from the training set's (" + c.train + ")");
   } else {
-    auto split = split_stratified(train_data, c.val_split, c.seed);
+    auto split = split_stratified(train_data, c.val_split, c.split_seed.value_or(c.seed));
     train_data = std::move(split.train);
     val_data = std::move(split.val);
   }
@@ -286,6 +331,7 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
     config["regularizer"] = model::print_regularizer(regularizer);
     config["classes"] = train_loader.dataset().class_names;
     config["input"] = {shape.channels, shape.height, shape.width};
+    if (c.split_seed) config["split_seed"] = *c.split_seed;
     write_text(out / "config.json", config.dump(2) + "\n");
   }
   std::vector<EpochMetrics> history = resume ? read_history(out / "metrics.csv", first_epoch) : std::vector<EpochMetrics>{};
@@ -319,10 +365,15 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
   model::Tensor x, dlogits;
   const std::size_t batches_per_epoch =
       std::max<std::size_t>(1, (train_loader.dataset().size() + c.batch - 1) / c.batch);
+  double base_lr = c.lr;  // control.json may change it
   for (int epoch = first_epoch; epoch < c.epochs && !summary.interrupted; ++epoch) {
+    if (apply_control(out, epoch, base_lr, log)) {
+      summary.stopped_early = true;
+      break;
+    }
     const auto start = Clock::now();
     train_loader.start_epoch(static_cast<std::uint64_t>(epoch));
-    double loss_sum = 0, lr = c.lr;
+    double loss_sum = 0, lr = base_lr;
     std::size_t correct = 0, images = 0, batch_index = 0;
     while (auto batch = train_loader.next()) {
       if (stop && stop->load()) {
@@ -341,7 +392,7 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
                     std::to_string(batch_index + 1) + ": the loss is " + std::to_string(r.loss) +
                     ". Try a smaller --lr (now " + std::to_string(c.lr) + "), a schedule, or batch norm; " +
                     (epoch > 0 ? (out / "last.ckpt").string() + " holds the last good epoch" : "no epoch finished"));
-      lr = schedule.lr(c.lr, epoch, static_cast<double>(batch_index) / batches_per_epoch, c.epochs);
+      lr = schedule.lr(base_lr, epoch, static_cast<double>(batch_index) / batches_per_epoch, c.epochs);
       optimizer->step(net.params(), static_cast<float>(lr));
       if (!ema.empty()) {
         const auto params = net.params();

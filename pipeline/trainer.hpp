@@ -11,11 +11,14 @@
 //                       cycle (Huang et al. 2017, snapshot ensembles), for eval ensembles
 // RUNDIR/summary.json   best_val_accuracy, best_epoch, epochs_run, final_val_accuracy,
 //                       train_images_per_second, skipped_files, stopped_early, ...
+// RUNDIR/control.json   optional, written by a person while the run trains: re-read at every
+//                       epoch start ({"lr": 3e-4}, {"stop": true}; see apply_control in trainer.cpp)
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,6 +32,9 @@ struct TrainConfig {
   std::string train;            ///< data source (folder, list file, fashion-mnist)
   std::string val;              ///< validation source; empty: split val_split off train
   double val_split = 0.1;       ///< stratified fraction of train used for validation
+  /// Seed of that split; unset: `seed`. A search sets it so that all its trials, each with its
+  /// own seed, are validated on the same samples.
+  std::optional<std::uint64_t> split_seed;
   std::string model = "cnn-small";
   std::string aug;              ///< empty: pad_crop+hflip for small (IDX) images, ResNet-style otherwise
   int epochs = 10;

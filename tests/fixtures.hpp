@@ -6,9 +6,11 @@
 #pragma once
 
 #include <stdlib.h>  // mkdtemp
+#include <sys/wait.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -161,12 +163,45 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+/// A training set of two classes told apart by colour (red vs blue), with noise and varied
+/// sizes: dir/data/{blue,red}/imgN.png, `per_class` images each.
+inline void write_colour_folder(const TempDir& dir, int per_class) {
+  for (int label = 0; label < 2; ++label) {
+    for (int i = 0; i < per_class; ++i) {
+      cv::Mat image = noise_image(36 + i % 5, 34 + i % 7, 3, 100 * label + i);
+      image *= 0.3;
+      image += label == 0 ? cv::Scalar(0, 0, 170) : cv::Scalar(170, 0, 0);
+      dir.write(std::string("data/") + (label ? "blue" : "red") + "/img" + std::to_string(i) + ".png",
+                encode(image, ".png"));
+    }
+  }
+}
+
 /// A tensor of standard-normal values, a pure function of (shape, seed).
 inline model::Tensor random_tensor(model::Shape shape, std::uint64_t seed) {
   model::Tensor t(shape);
   Rng rng({seed, 0, 0});
   for (std::size_t i = 0; i < t.size(); ++i) t[i] = static_cast<float>(rng.normal());
   return t;
+}
+
+/// What running the augflow binary gave.
+struct Result {
+  int status = -1;
+  std::string output;  // stdout and stderr together
+};
+
+/// Runs `augflow ARGS` (the binary this build made) through the shell.
+inline Result run(const std::string& args) {
+  Result result;
+  const std::string command = std::string(AUGFLOW_BINARY) + " " + args + " 2>&1";
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (!pipe) return result;
+  char buffer[4096];
+  while (std::fgets(buffer, sizeof buffer, pipe)) result.output += buffer;
+  const int raw = ::pclose(pipe);
+  result.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  return result;
 }
 
 /// Expects f() to throw an augflow::Error whose message contains `needle`.

@@ -1,6 +1,4 @@
 // The augflow command line: exit codes, messages and outputs a user or script relies on.
-#include <sys/wait.h>
-
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -13,22 +11,7 @@
 
 namespace {
 
-struct Result {
-  int status = -1;
-  std::string output;  // stdout and stderr together
-};
-
-Result run(const std::string& args) {
-  Result result;
-  const std::string command = std::string(AUGFLOW_BINARY) + " " + args + " 2>&1";
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (!pipe) return result;
-  char buffer[4096];
-  while (std::fgets(buffer, sizeof buffer, pipe)) result.output += buffer;
-  const int raw = ::pclose(pipe);
-  result.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  return result;
-}
+using augflow::test::run;
 
 TEST(Cli, BadSpecExitsTwoAndNamesTheToken) {
   augflow::test::TempDir dir;

@@ -369,6 +369,26 @@ TEST(Idx, SubsetSharesPixelsAndKeepsOriginalIndex) {
   EXPECT_EQ(s.describe(1), "fashion-mnist:train#1");
 }
 
+TEST(Idx, OpenedAgainSharesPixelsWhileAliveAndRereadsAChangedFile) {
+  TempDir dir;
+  const auto ipath = dir.write("i", idx_images(5, 2, 2));
+  const auto lpath = dir.write("l", idx_labels({1, 1, 0, 2, 0}));
+  auto first = std::make_unique<Dataset>(open_idx(ipath, lpath, "digits"));
+  const Dataset again = open_idx(ipath, lpath, "digits");
+  EXPECT_EQ(again.pixels, first->pixels) << "the trials of a search share one copy";
+  EXPECT_EQ(again.labels, first->labels);
+  EXPECT_EQ(again.class_names, first->class_names);
+  EXPECT_EQ(again.memory_index, first->memory_index);
+  dir.write("i", idx_images(6, 2, 2));
+  dir.write("l", idx_labels({1, 1, 0, 2, 0, 3}));
+  const Dataset changed = open_idx(ipath, lpath, "digits");
+  EXPECT_NE(changed.pixels, first->pixels);
+  EXPECT_EQ(changed.size(), 6u);
+  first.reset();
+  const Dataset after = open_idx(ipath, lpath, "digits");
+  EXPECT_EQ(after.pixels, changed.pixels);
+}
+
 TEST(Idx, MalformedFilesAreDataErrorsNamingTheFile) {
   TempDir dir;
   const auto images = idx_images(4, 2, 3);

@@ -16,19 +16,7 @@
 namespace augflow::pipeline {
 namespace {
 
-/// Two classes told apart by colour (red vs blue), with noise and varied sizes.
-void write_colour_folder(const test::TempDir& dir, int per_class) {
-  for (int label = 0; label < 2; ++label) {
-    for (int i = 0; i < per_class; ++i) {
-      cv::Mat image = test::noise_image(36 + i % 5, 34 + i % 7, 3, 100 * label + i);
-      image *= 0.3;
-      image += label == 0 ? cv::Scalar(0, 0, 170) : cv::Scalar(170, 0, 0);
-      std::vector<std::uint8_t> png;
-      cv::imencode(".png", image, png);
-      dir.write(std::string("data/") + (label ? "blue" : "red") + "/img" + std::to_string(i) + ".png", png);
-    }
-  }
-}
+using test::write_colour_folder;
 
 /// A small run over write_colour_folder's data (the tests change what they vary).
 TrainConfig colour_config(const test::TempDir& dir) {
