@@ -12,6 +12,9 @@
 #include "model/loss.hpp"
 #include "model/net.hpp"
 #include "model/optim.hpp"
+#include "pipeline/dataset.hpp"
+#include "pipeline/loader.hpp"
+#include "augment/spec.hpp"
 
 namespace augflow::apps {
 namespace {
@@ -24,12 +27,92 @@ struct BenchTrainOptions {
   int steps = 50;
   int repeats = 3;
   bool per_layer = false;
+  std::string train;  ///< with a data source: the loader-overhead measurement instead
+  std::string aug;
   std::string json;
 };
+
+/// The loader's cost inside training: one epoch of training steps from batches decoded and
+/// augmented beforehand (kept in memory: compute only), then the next epoch streamed through
+/// the loader while training, as augflow train does (the loader's threads and the model's
+/// share the cores). Reports both times and their ratio.
+void run_bench_epoch(const BenchTrainOptions& o) {
+  pipeline::Dataset data = pipeline::open_dataset(o.train, [](const std::string& line) { std::cerr << line << "\n"; });
+  const int classes = static_cast<int>(data.class_names.size());
+  std::string aug = o.aug;
+  if (aug.empty())
+    aug = data.in_memory() ? "pad_crop(2," + std::to_string(data.rows) + ") | hflip | normalize(none)" : kDefaultAugSpec;
+  pipeline::LoaderOptions lo;
+  lo.batch_size = o.batch;
+  lo.threads = o.threads;
+  lo.seed = 1;
+  lo.last_epoch = 1;
+  pipeline::Loader loader(std::move(data), std::make_shared<const augment::Pipeline>(augment::parse_pipeline_any(aug)),
+                          lo);
+  const auto& shape = loader.sample_shape();
+  const model::ModelSpec spec = model::parse_model_spec(o.model, classes);
+  model::Net net(spec, {0, shape.channels, shape.height, shape.width}, classes);
+  net.initialize(1);
+  auto optimizer = model::make_optimizer("adam");
+  model::Tensor dlogits;
+  std::uint64_t step = 0;
+  auto train_on = [&](const model::Tensor& x, std::span<const int> labels) {
+    const model::ForwardContext ctx{model::Mode::train, 1, step++, 0, nullptr};
+    model::softmax_cross_entropy(net.forward(x, ctx), std::vector<int>(labels.begin(), labels.end()), dlogits);
+    net.backward(dlogits);
+    optimizer->step(net.params(), 1e-3f);
+  };
+  auto tensor_of = [](const pipeline::Batch& b) {
+    const auto& s = b.shape();
+    model::Tensor x({b.size(), s.channels, s.height, s.width});
+    std::copy(b.data(), b.data() + x.size(), x.data());
+    return x;
+  };
+  // Epoch 0, gathered first (this is the only part whose memory grows with the data set).
+  std::vector<std::pair<model::Tensor, std::vector<int>>> batches;
+  loader.start_epoch(0);
+  while (auto b = loader.next()) batches.emplace_back(tensor_of(*b), std::vector<int>(b->labels().begin(), b->labels().end()));
+  std::size_t images = 0;
+  for (const auto& [x, labels] : batches) images += labels.size();
+  // Warm-up (buffers sized), then the compute-only epoch.
+  for (std::size_t i = 0; i < std::min<std::size_t>(3, batches.size()); ++i) train_on(batches[i].first, batches[i].second);
+  auto start = Clock::now();
+  for (const auto& [x, labels] : batches) train_on(x, labels);
+  const double predecoded = std::chrono::duration<double>(Clock::now() - start).count();
+  batches.clear();
+  start = Clock::now();
+  loader.start_epoch(1);
+  model::Tensor x;
+  while (auto b = loader.next()) {
+    const auto& s = b->shape();
+    x.resize({b->size(), s.channels, s.height, s.width});
+    std::copy(b->data(), b->data() + x.size(), x.data());
+    train_on(x, b->labels());
+  }
+  const double streamed = std::chrono::duration<double>(Clock::now() - start).count();
+  const double ratio = predecoded > 0 ? streamed / predecoded : 0;
+  std::printf("augflow bench train --train %s: %s, batch %d, %d threads, %zu images\n", o.train.c_str(),
+              model::print_model_spec(spec).c_str(), o.batch, o.threads, images);
+  std::printf("aug: %s\n", aug.c_str());
+  std::printf("epoch from pre-decoded batches: %8.2f s (%.1f images/s)\n", predecoded, images / predecoded);
+  std::printf("epoch streamed by the loader:   %8.2f s (%.1f images/s), waited %.1f%%\n", streamed, images / streamed,
+              streamed > 0 ? 100 * loader.wait_seconds() / streamed : 0.0);
+  std::printf("ratio streamed / pre-decoded: %.3f\n", ratio);
+  if (!o.json.empty())
+    write_json_report(o.json, {{"epoch_seconds_predecoded", predecoded},
+                               {"epoch_seconds_streamed", streamed},
+                               {"streamed_over_predecoded", ratio},
+                               {"images", images},
+                               {"model", model::print_model_spec(spec)},
+                               {"aug", aug},
+                               {"batch", o.batch},
+                               {"threads", o.threads}});
+}
 
 void run_bench_train(const BenchTrainOptions& o) {
   if (o.batch < 1 || o.batch > 4096) throw ConfigError("--batch must be in [1, 4096]");
   if (o.threads < 1 || o.threads > 256) throw ConfigError("--threads must be in [1, 256]");
+  if (!o.train.empty()) return run_bench_epoch(o);
   if (o.steps < 1 || o.repeats < 1) throw ConfigError("--steps and --repeats must be at least 1");
   constexpr int kClasses = 10;
   const model::ModelSpec spec = model::parse_model_spec(o.model, kClasses);
@@ -131,6 +214,14 @@ void add_bench_train_command(CLI::App& bench) {
   cmd->add_flag("--per-layer", o->per_layer,
                "also time each layer's forward and backward (milliseconds per step) over one more\n"
                "run of --steps training steps; the JSON report gets a \"layers\" list");
+  cmd->add_option("--train", o->train,
+                  "measure the loader's cost instead: train one epoch of this data set (folder, list file,\n"
+                  "fashion-mnist) from batches decoded and augmented beforehand, then one streamed by the\n"
+                  "loader, and report both times and their ratio (JSON: epoch_seconds_predecoded,\n"
+                  "epoch_seconds_streamed, streamed_over_predecoded)");
+  cmd->add_option("--aug", o->aug,
+                  "augmentation spec for --train (default: pad_crop(2,SIZE) | hflip for IDX data, the\n"
+                  "ResNet-style spec for folders)");
   cmd->add_option("--json", o->json,
                   "write a JSON report: train_samples_per_second, infer_samples_per_second, gflops, ...");
   cmd->callback([o] { run_bench_train(*o); });

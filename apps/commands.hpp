@@ -12,6 +12,7 @@ namespace augflow::apps {
 
 void add_preview_command(CLI::App& app);
 void add_train_command(CLI::App& app);
+void add_eval_command(CLI::App& app);
 void add_search_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 /// `bench loader`, a subcommand of `bench` (apps/bench_loader.cpp).

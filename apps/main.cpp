@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "augflow 0.1.0");
   augflow::apps::add_train_command(app);
+  augflow::apps::add_eval_command(app);
   augflow::apps::add_search_command(app);
   augflow::apps::add_preview_command(app);
   augflow::apps::add_bench_command(app);

@@ -125,6 +125,12 @@ void add_train_command(CLI::App& app) {
                   "keep Polyak/EMA weights with this decay (e.g. 0.999), validated every epoch too and saved as "
                   "RUNDIR/ema.ckpt; 0: off")
       ->capture_default_str();
+  cmd->add_option("--snapshots", c->snapshots,
+                  "snapshot ensemble: save the weights at the ends of the last K learning-rate cycles as\n"
+                  "RUNDIR/snapshot-1.ckpt ... snapshot-K.ckpt (give them all to augflow eval --model).\n"
+                  "Without --schedule: K cosine cycles over the run (restarts:EPOCHS/K:1); with\n"
+                  "restarts:... or cyclic:...: the ends of its cycles; 0: off")
+      ->capture_default_str();
   cmd->add_option("--seed", c->seed, "run seed: split, order, augmentation, initialisation, dropout masks")
       ->capture_default_str();
   cmd->add_option("--threads", c->threads, "loader threads")->capture_default_str();

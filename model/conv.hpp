@@ -52,10 +52,10 @@ class Conv2d : public Layer {
   bool has_bias_;
   Param weight_;           // 1 x out x (C*K*K) x 1 (row-major out x C*K*K)
   Param bias_;             // 1 x out x 1 x 1 (empty without bias)
-  std::vector<std::vector<float>> col_;     // per chunk: (C*K*K) x (Ho*Wo)
-  std::vector<std::vector<float>> dcol_;    // per chunk: (C*K*K) x (Ho*Wo)
-  std::vector<std::vector<float>> dw_part_; // per chunk: out x (C*K*K)
-  std::vector<std::vector<float>> db_part_; // per chunk: out
+  std::vector<FloatBuffer> col_;     // per chunk: (C*K*K) x (Ho*Wo)
+  std::vector<FloatBuffer> dcol_;    // per chunk: (C*K*K) x (Ho*Wo)
+  std::vector<FloatBuffer> dw_part_; // per chunk: out x (C*K*K)
+  std::vector<FloatBuffer> db_part_; // per chunk: out
 };
 
 }  // namespace augflow::model

@@ -1,7 +1,8 @@
 // Fully-connected (linear) layer with optional DropConnect, and the "dc" marker token.
 //
 // Dense ("fcN"): y = x W^T + b over the flattened input (N x in -> N x out), W is out x in,
-// He-normal initialised (std sqrt(2 / in), He et al. 2015), b = 0.
+// Initialised as PyTorch's nn.Linear: W and b uniform in +-1/sqrt(in) (see dense.cpp for why
+// not He-normal).
 //
 // DropConnect (Wan et al. 2013, "Regularization of Neural Networks using DropConnect"): in
 // Mode::train each weight is kept with probability 1 - P. The paper draws one mask per sample;
@@ -46,8 +47,8 @@ class Dense : public Layer {
   Param weight_;  // 1 x out x in x 1 (row-major out x in)
   Param bias_;    // 1 x out x 1 x 1
   bool masked_ = false;         // the last forward used a DropConnect mask
-  std::vector<float> mask_;     // 0 or 1 / (1 - P) per weight
-  std::vector<float> masked_w_; // W .* mask (the weights the last forward used)
+  FloatBuffer mask_;     // 0 or 1 / (1 - P) per weight
+  FloatBuffer masked_w_; // W .* mask (the weights the last forward used)
 };
 
 /// The "dcP" token: an identity layer. Its effect is applied by the following fc, to which the

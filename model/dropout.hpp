@@ -27,7 +27,7 @@ class Dropout : public Layer {
  private:
   double p_;
   bool masked_ = false;      // the last forward was in Mode::train
-  std::vector<float> mask_;  // 0 or 1 / (1 - p) per unit of the last batch
+  FloatBuffer mask_;  // 0 or 1 / (1 - p) per unit of the last batch
 };
 
 }  // namespace augflow::model

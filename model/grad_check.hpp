@@ -69,7 +69,7 @@ inline double loss(Layer& layer, const Tensor& x, Tensor& y, const Tensor& r,
 }
 
 /// Compares analytic[i] with the numeric derivative with respect to values[i], for every i.
-inline void compare(Layer& layer, const Tensor& x, Tensor& values, const std::vector<float>& analytic,
+inline void compare(Layer& layer, const Tensor& x, Tensor& values, const FloatBuffer& analytic,
                     const std::string& label, const Tensor& r, const ForwardContext& ctx,
                     const GradCheckOptions& opt, double l_zero, GradCheckResult& result) {
   Tensor y;
@@ -131,7 +131,7 @@ inline GradCheckResult check_gradients(Layer& layer, const Tensor& x, const Forw
     result.failures.push_back("dx has shape " + dx.shape().str() + ", x has " + x.shape().str());
     return result;
   }
-  std::vector<std::vector<float>> param_grads;
+  std::vector<FloatBuffer> param_grads;
   for (Param* p : params) param_grads.push_back(p->grad.storage());
 
   // Numeric, input first (on a copy: perturbing the caller's tensor would be a surprise).

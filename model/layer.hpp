@@ -66,7 +66,7 @@ class Layer {
   virtual Shape output_shape(const Shape& in) const = 0;
   virtual void forward(const Tensor& x, Tensor& y, const ForwardContext& ctx) = 0;
   virtual void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) = 0;
-  /// Draws the initial weights (He et al. 2015 for layers followed by ReLU) from `rng`.
+  /// Draws the initial weights from `rng` (conv: He-normal; fc: PyTorch's uniform default).
   virtual void initialize(Rng& rng) { (void)rng; }
   virtual std::vector<Param*> params() { return {}; }
   virtual std::vector<Tensor*> state() { return {}; }

@@ -23,6 +23,13 @@ struct Shape {
   std::string str() const;  ///< "NxCxHxW"
 };
 
+/// Float storage aligned to Eigen's widest packet (64 bytes with AVX-512). Why: Eigen's
+/// vectorised paths on a Map (reductions, small products) peel a different number of leading
+/// scalars depending on the address's alignment, and the scalar and packet paths round
+/// differently; with heap addresses that vary from run to run (and between thread counts),
+/// results would too. With every buffer aligned the same way, they depend on the data only.
+using FloatBuffer = std::vector<float, Eigen::aligned_allocator<float>>;
+
 /// Row-major float matrix and its maps: an N x (C*H*W) view of a tensor is a plain map.
 using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using MatrixMap = Eigen::Map<Matrix>;
@@ -55,12 +62,14 @@ class Tensor {
   float* sample(int i) { return data_.data() + static_cast<std::size_t>(i) * shape_.per_sample(); }
   const float* sample(int i) const { return data_.data() + static_cast<std::size_t>(i) * shape_.per_sample(); }
 
-  std::vector<float>& storage() { return data_; }
-  const std::vector<float>& storage() const { return data_; }
+  FloatBuffer& storage() { return data_; }
+  const FloatBuffer& storage() const { return data_; }
+  /// A copy of the values (for comparisons and tests).
+  std::vector<float> values() const { return {data_.begin(), data_.end()}; }
 
  private:
   Shape shape_;
-  std::vector<float> data_;
+  FloatBuffer data_;
 };
 
 }  // namespace augflow::model

@@ -26,6 +26,7 @@ namespace flow = tbb::flow;
 /// [first, first + capacity); rows whose sample was unusable are squeezed out at the end.
 struct BatchStorage {
   SampleShape shape;
+  std::size_t views = 1;       ///< rows per position (test-time views)
   std::vector<float> data;
   std::vector<int> labels;
   std::vector<std::uint64_t> ids;
@@ -36,15 +37,16 @@ struct BatchStorage {
   std::size_t capacity = 0;    ///< positions the batch covers (= tokens it holds)
   std::size_t count = 0;       ///< usable samples, rows [0, count) after compaction
 
-  void reset(const SampleShape& s, std::uint64_t e, std::uint64_t k, std::uint64_t first_position,
-             std::size_t positions) {
+  void reset(const SampleShape& s, std::size_t rows_per_position, std::uint64_t e, std::uint64_t k,
+             std::uint64_t first_position, std::size_t positions) {
     shape = s;
+    views = rows_per_position;
     epoch = e;
     index = k;
     first = first_position;
     capacity = positions;
     count = 0;
-    data.resize(positions * s.floats());
+    data.resize(positions * views * s.floats());
     labels.assign(positions, -1);
     ids.assign(positions, 0);
     filled.assign(positions, 0);
@@ -52,7 +54,7 @@ struct BatchStorage {
 
   /// Moves the filled rows to the front, keeping their order.
   void compact() {
-    const std::size_t floats = shape.floats();
+    const std::size_t floats = shape.floats() * views;
     std::size_t out = 0;
     for (std::size_t row = 0; row < capacity; ++row) {
       if (!filled[row]) continue;
@@ -291,6 +293,7 @@ class EpochRun {
   Done augment(const Decoded& decoded) {
     if (!decoded.ok || stopping_.load()) return {decoded.position, false};
     try {
+      if (ctx_.options->views) return views_of(decoded);
       const cv::Mat image = ctx_.pipeline->augment(decoded.image);
       const SampleShape got{image.channels(), image.rows, image.cols};
       if (!(got == ctx_.shape))
@@ -311,6 +314,34 @@ class EpochRun {
       fail(std::current_exception());
       return {decoded.position, false};
     }
+  }
+
+  /// The test-time views of one decoded sample, written as consecutive rows of its batch.
+  Done views_of(const Decoded& decoded) {
+    cv::Mat image = ctx_.pipeline->augment(decoded.image);  // a normalize-only pipeline: as decoded
+    if (ctx_.options->view_pad > 0) {
+      const int pad = ctx_.options->view_pad;
+      cv::Mat padded;
+      cv::copyMakeBorder(image, padded, pad, pad, pad, pad, cv::BORDER_CONSTANT, cv::Scalar::all(0));
+      image = padded;
+    }
+    const augment::ViewPipeline& views = *ctx_.options->views;
+    const std::vector<cv::Mat> crops = views.views.apply(image);
+    BatchStorage& storage = storage_for(decoded.position);
+    const std::size_t row = (decoded.position - storage.first) * crops.size();
+    for (std::size_t v = 0; v < crops.size(); ++v) {
+      const SampleShape got{crops[v].channels(), crops[v].rows, crops[v].cols};
+      if (!(got == ctx_.shape))
+        throw ShapeError(ctx_.data->describe(decoded.sample) + ": view " + std::to_string(v) + " is " +
+                         std::to_string(got.width) + "x" + std::to_string(got.height) + "x" +
+                         std::to_string(got.channels) + " but the batch holds " + std::to_string(ctx_.shape.width) +
+                         "x" + std::to_string(ctx_.shape.height) + "x" + std::to_string(ctx_.shape.channels));
+      views.normalize.to_chw(crops[v], storage.data.data() + (row + v) * ctx_.shape.floats());
+    }
+    storage.labels[decoded.position - storage.first] = ctx_.data->labels[decoded.sample];
+    storage.ids[decoded.position - storage.first] = decoded.sample;
+    storage.filled[decoded.position - storage.first] = 1;
+    return {decoded.position, true};
   }
 
   /// Runs serially, in epoch order (after the sequencer).
@@ -362,7 +393,7 @@ class EpochRun {
         slot = std::make_unique<BatchStorage>();
       }
       const std::uint64_t first = k * batch_size;
-      slot->reset(ctx_.shape, epoch_, k, first, std::min<std::uint64_t>(batch_size, order_.size() - first));
+      slot->reset(ctx_.shape, ctx_.options->views ? ctx_.options->views->views.count() : 1, epoch_, k, first, std::min<std::uint64_t>(batch_size, order_.size() - first));
     }
     return *slot;
   }
@@ -451,6 +482,7 @@ void Batch::release() {
 }
 
 int Batch::size() const { return static_cast<int>(storage_->count); }
+int Batch::views() const { return static_cast<int>(storage_->views); }
 const SampleShape& Batch::shape() const { return storage_->shape; }
 const float* Batch::data() const { return storage_->data.data(); }
 std::span<const int> Batch::labels() const { return {storage_->labels.data(), storage_->count}; }
@@ -463,7 +495,8 @@ std::uint64_t Batch::index() const { return storage_->index; }
 
 namespace {
 
-SampleShape output_shape(const Dataset& data, const augment::Pipeline& pipeline) {
+SampleShape output_shape(const Dataset& data, const augment::Pipeline& pipeline, const LoaderOptions& options) {
+  if (options.views) return {data.channels, options.views->views.crop_size(), options.views->views.crop_size()};
   if (data.in_memory()) {
     const auto out = pipeline.output_info({data.cols, data.rows, data.channels});
     return {out.channels, out.height, out.width};
@@ -492,7 +525,7 @@ Loader::Loader(Dataset data, std::shared_ptr<const augment::Pipeline> pipeline, 
   if (options_.max_pixels < 1) throw ConfigError("max pixels must be positive");
   if (data_.size() == 0)
     throw DataError(data_.name, "the data set is empty: no images to stream");
-  shape_ = output_shape(data_, *pipeline_);
+  shape_ = output_shape(data_, *pipeline_, options_);
   bad_ = std::make_unique<BadFiles>(data_.size(), std::move(warn));
   if (options_.cache_mb > 0 && !data_.in_memory())
     cache_ = std::make_unique<DecodedCache>(data_.size(), options_.cache_mb << 20);

@@ -61,6 +61,13 @@ struct LoaderOptions {
   bool prefetch_next_epoch = true;
   /// The last epoch the caller will ask for: nothing is prefetched beyond it.
   std::uint64_t last_epoch = ~0ull;
+  /// Test-time views (augflow eval). When set, each sample is decoded once (whole image),
+  /// padded by `view_pad` pixels (constant 0) when that is positive, and becomes
+  /// views->views.count() consecutive rows of its batch, in the views' documented order,
+  /// normalised by views->normalize. The pipeline's transforms are then not applied: give a
+  /// normalize-only pipeline. A batch of batch_size samples holds batch_size x views rows.
+  std::shared_ptr<const augment::ViewPipeline> views;
+  int view_pad = 0;
 };
 
 /// The shape every sample of a batch has.
@@ -84,9 +91,10 @@ class Batch {
   Batch& operator=(Batch&&) noexcept;
   ~Batch();
 
-  int size() const;
+  int size() const;                ///< samples (images)
+  int views() const;               ///< rows per sample: 1, or the test-time views per image
   const SampleShape& shape() const;
-  const float* data() const;
+  const float* data() const;       ///< size() x views() rows of shape() floats, view-major per sample
   std::span<const int> labels() const;
   std::span<const std::uint64_t> sample_ids() const;
   std::uint64_t epoch() const;

@@ -63,15 +63,15 @@ void panel(cv::Mat& canvas, cv::Rect area, const std::string& title, const std::
   cv::putText(canvas, "val", {plot.br().x - 40, plot.y + 16}, cv::FONT_HERSHEY_SIMPLEX, 0.4, kVal, 1, cv::LINE_AA);
 }
 
-/// Writes `canvas` as a PNG; IoError naming the file and `what` it holds when it cannot.
+/// cv::imwrite reports some failures by returning false and others by throwing.
 void write_png(const std::string& path, const cv::Mat& canvas, const std::string& what) {
   bool ok = false;
   try {
     ok = cv::imwrite(path, canvas);
   } catch (const cv::Exception& e) {
-    throw IoError(path + ": cannot write the " + what + ": " + e.what());
+    throw IoError(path + ": cannot write " + what + ": " + e.what());
   }
-  if (!ok) throw IoError(path + ": cannot write the " + what);
+  if (!ok) throw IoError(path + ": cannot write " + what);
 }
 
 }  // namespace
@@ -87,7 +87,38 @@ void write_curves(const std::string& path, const std::vector<EpochMetrics>& hist
   }
   panel(canvas, {0, 0, 480, 320}, "loss", train_loss, val_loss);
   panel(canvas, {480, 0, 480, 320}, "accuracy", train_acc, val_acc);
-  write_png(path, canvas, "curves");
+  write_png(path, canvas, "the curves");
+}
+
+void write_confusion_png(const std::string& path, const std::vector<std::vector<std::size_t>>& confusion,
+                         const std::vector<std::string>& class_names) {
+  const int n = static_cast<int>(confusion.size());
+  const bool counts = n <= 20;
+  const int cell = n <= 10 ? 48 : (n <= 20 ? 32 : std::max(4, 640 / std::max(1, n)));
+  const int label_width = counts ? 130 : 10, top = 40;
+  cv::Mat canvas(top + n * cell + 30, label_width + n * cell + 20, CV_8UC3, cv::Scalar::all(255));
+  cv::putText(canvas, "true class (rows) vs predicted (columns)", {label_width, 24}, cv::FONT_HERSHEY_SIMPLEX, 0.45,
+              kInk, 1, cv::LINE_AA);
+  for (int t = 0; t < n; ++t) {
+    std::size_t row_total = 0;
+    for (std::size_t v : confusion[t]) row_total += v;
+    if (counts && t < static_cast<int>(class_names.size()))
+      cv::putText(canvas, class_names[t].substr(0, 16), {4, top + t * cell + cell / 2 + 4}, cv::FONT_HERSHEY_SIMPLEX,
+                  0.38, kInk, 1, cv::LINE_AA);
+    for (int p = 0; p < n; ++p) {
+      const double share = row_total ? static_cast<double>(confusion[t][p]) / row_total : 0.0;
+      // White to blue for the diagonal (right), white to orange-red off it (mistakes).
+      const cv::Scalar full = t == p ? cv::Scalar(170, 90, 20) : cv::Scalar(30, 80, 230);
+      const cv::Scalar colour = cv::Scalar::all(255) * (1.0 - share) + full * share;
+      const cv::Rect box(label_width + p * cell, top + t * cell, cell, cell);
+      cv::rectangle(canvas, box, colour, cv::FILLED);
+      cv::rectangle(canvas, box, cv::Scalar::all(210));
+      if (counts && confusion[t][p] > 0)
+        cv::putText(canvas, std::to_string(confusion[t][p]), {box.x + 3, box.y + cell / 2 + 4},
+                    cv::FONT_HERSHEY_SIMPLEX, 0.33, share > 0.5 ? cv::Scalar::all(255) : kInk, 1, cv::LINE_AA);
+    }
+  }
+  write_png(path, canvas, "the confusion matrix");
 }
 
 namespace {
@@ -210,7 +241,7 @@ void write_scatter(const std::string& path, const std::vector<ScatterAxis>& axes
               cv::LINE_AA);
   cv::putText(canvas, "circles: stage 1, squares: later stages, ringed: best, x: failed", {x0, y + 34},
               cv::FONT_HERSHEY_SIMPLEX, 0.4, kInk, 1, cv::LINE_AA);
-  write_png(path, canvas, "scatter plot");
+  write_png(path, canvas, "the scatter plot");
 }
 
 }  // namespace augflow::pipeline

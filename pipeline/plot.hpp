@@ -1,7 +1,8 @@
-// Plots as PNGs: training curves (RUNDIR/curves.png: loss and accuracy per epoch, train vs val)
-// and the scatter of a hyperparameter search (DIR/scatter.png).
+// Plots as PNGs: training curves (RUNDIR/curves.png: loss and accuracy per epoch, train vs val),
+// the confusion matrix of an evaluation and the scatter of a hyperparameter search (DIR/scatter.png).
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,11 @@ struct EpochMetrics {
 /// writes them to `path`. Throws IoError when the file cannot be written.
 void write_curves(const std::string& path, const std::vector<EpochMetrics>& history);
 
+/// Draws a confusion matrix (rows: true class, columns: predicted) as a heat map, each row
+/// shaded by its own total so that small classes stay readable, with the counts written in
+/// the cells when there are at most 20 classes. Throws IoError when the file cannot be written.
+void write_confusion_png(const std::string& path, const std::vector<std::vector<std::size_t>>& confusion,
+                         const std::vector<std::string>& class_names);
 /// One axis of a search scatter: a parameter and its range (log scale for log parameters).
 struct ScatterAxis {
   std::string name;

@@ -1,5 +1,6 @@
 #include "pipeline/trainer.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -153,7 +154,7 @@ nlohmann::json to_json(const TrainConfig& c) {
           {"epochs", c.epochs}, {"batch", c.batch}, {"optimizer", c.optimizer}, {"lr", c.lr},
           {"schedule", c.schedule}, {"regularizer", c.regularizer}, {"weight_decay", c.weight_decay},
           {"early_stop", c.early_stop}, {"seed", c.seed}, {"threads", c.threads}, {"cache_mb", c.cache_mb},
-          {"ema", c.ema}, {"out", c.out}};
+          {"ema", c.ema}, {"snapshots", c.snapshots}, {"out", c.out}};
 }
 
 TrainConfig train_config_from_json(const nlohmann::json& j) {
@@ -177,6 +178,7 @@ TrainConfig train_config_from_json(const nlohmann::json& j) {
     c.threads = j.at("threads");
     c.cache_mb = j.at("cache_mb");
     c.ema = j.value("ema", 0.0);
+    c.snapshots = j.value("snapshots", 0);
     c.out = j.at("out");
   } catch (const nlohmann::json::exception& e) {
     throw ConfigError(std::string("config.json of the run to resume is incomplete or malformed: ") + e.what());
@@ -199,6 +201,27 @@ std::vector<EpochMetrics> read_history(const fs::path& path, int epochs) {
   return history;
 }
 
+std::vector<int> plan_snapshots(int snapshots, int epochs, model::Schedule& schedule) {
+  if (snapshots <= 0) return {};
+  const std::string k = std::to_string(snapshots);
+  if (schedule.kind == model::ScheduleKind::constant) {
+    if (epochs % snapshots != 0)
+      throw ConfigError("--snapshots " + k + " without a --schedule trains " + k + " cosine cycles of equal length, so --epochs (" +
+                        std::to_string(epochs) + ") must be a multiple of " + k + "; or give a cyclic schedule (restarts:T0:TMULT or cyclic:MAX:PERIOD)");
+    schedule = model::parse_schedule("restarts:" + std::to_string(epochs / snapshots) + ":1");
+  } else if (schedule.kind != model::ScheduleKind::restarts && schedule.kind != model::ScheduleKind::cyclic) {
+    throw ConfigError("--snapshots needs a schedule with cycles (restarts:T0:TMULT or cyclic:MAX:PERIOD) or none, not " +
+                      model::print_schedule(schedule) + ": snapshots are taken where the learning rate is at its lowest");
+  }
+  std::vector<int> ends = schedule.cycle_ends(epochs);
+  if (static_cast<int>(ends.size()) < snapshots)
+    throw ConfigError("--snapshots " + k + ": the schedule " + model::print_schedule(schedule) + " ends only " +
+                      std::to_string(ends.size()) + " cycle(s) within " + std::to_string(epochs) +
+                      " epochs; train longer or use shorter cycles");
+  ends.erase(ends.begin(), ends.end() - snapshots);
+  return ends;
+}
+
 TrainSummary train(const TrainConfig& c, const std::function<void(const std::string&)>& log, bool resume,
                    const std::atomic<bool>* stop, const ProgressSink& progress) {
   const model::FlushDenormals flush_denormals;  // see model/parallel.hpp: decayed weights must not crawl
@@ -206,7 +229,9 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
   if (!(c.lr > 0) || !std::isfinite(c.lr)) throw ConfigError("--lr must be a positive number");
   if (c.out.empty()) throw ConfigError("--out RUNDIR is required");
   if (!(c.ema >= 0 && c.ema < 1)) throw ConfigError("--ema must be in [0, 1) (e.g. 0.999), got " + std::to_string(c.ema));
-  const auto schedule = model::parse_schedule(c.schedule);
+  if (c.snapshots < 0) throw ConfigError("--snapshots must be >= 0, got " + std::to_string(c.snapshots));
+  auto schedule = model::parse_schedule(c.schedule);
+  const std::vector<int> snapshot_epochs = plan_snapshots(c.snapshots, c.epochs, schedule);
   const auto regularizer = model::parse_regularizer(c.regularizer);
   model::OptimizerOptions optimizer_options;
   optimizer_options.weight_decay = c.weight_decay;
@@ -448,6 +473,12 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
     const auto ckpt = checkpoint_of(epoch + 1, step);
     model::save_checkpoint((out / "last.ckpt").string(), ckpt);
     if (best) model::save_checkpoint((out / "best.ckpt").string(), ckpt);
+    const auto snapshot = std::find(snapshot_epochs.begin(), snapshot_epochs.end(), epoch + 1);
+    if (snapshot != snapshot_epochs.end()) {
+      const fs::path file = out / ("snapshot-" + std::to_string(snapshot - snapshot_epochs.begin() + 1) + ".ckpt");
+      model::save_checkpoint(file.string(), ckpt);
+      log("  snapshot " + file.string() + " (end of a learning-rate cycle, lr " + std::to_string(lr) + ")");
+    }
     if (!best && c.early_stop > 0 && since_best >= c.early_stop) {
       summary.stopped_early = true;
       log("early stop: no better validation accuracy for " + std::to_string(c.early_stop) + " epochs");
@@ -467,6 +498,10 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
       {"train_images_per_second", summary.train_images_per_second}, {"skipped_files", summary.skipped_files},
       {"stopped_early", summary.stopped_early}, {"interrupted", summary.interrupted}};
   if (!ema.empty()) summary_json["best_ema_val_accuracy"] = summary.best_ema_val_accuracy;
+  for (std::size_t k = 0; k < snapshot_epochs.size(); ++k)
+    if (snapshot_epochs[k] <= summary.epochs_run)
+      summary.snapshots.push_back((out / ("snapshot-" + std::to_string(k + 1) + ".ckpt")).string());
+  if (!snapshot_epochs.empty()) summary_json["snapshots"] = summary.snapshots;
   write_text(out / "summary.json", summary_json.dump(2) + "\n");
   return summary;
 }

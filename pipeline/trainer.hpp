@@ -7,6 +7,8 @@
 // RUNDIR/best.ckpt      the weights of the epoch with the best validation accuracy
 // RUNDIR/curves.png     loss and accuracy per epoch, train vs val
 // RUNDIR/ema.ckpt       with --ema: the Polyak/EMA weights after the last epoch (for eval ensembles)
+// RUNDIR/snapshot-K.ckpt with --snapshots: the weights at the end of the K-th saved learning-rate
+//                       cycle (Huang et al. 2017, snapshot ensembles), for eval ensembles
 // RUNDIR/summary.json   best_val_accuracy, best_epoch, epochs_run, final_val_accuracy,
 //                       train_images_per_second, skipped_files, stopped_early, ...
 // RUNDIR/control.json   optional, written by a person while the run trains: re-read at every
@@ -18,8 +20,11 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json_fwd.hpp>
+
+#include "model/optim.hpp"
 
 namespace augflow::pipeline {
 
@@ -44,6 +49,7 @@ struct TrainConfig {
   int threads = 2;
   std::size_t cache_mb = 0;
   double ema = 0.0;                  ///< Polyak/EMA decay of a shadow copy of the weights; 0 = off
+  int snapshots = 0;                 ///< snapshot ensemble: save the weights at the last K cycle ends
   std::string out;                   ///< run folder (created)
 };
 
@@ -59,6 +65,12 @@ struct TrainProgress {
 };
 using ProgressSink = std::function<void(const TrainProgress&)>;
 
+/// The epochs (1-based) after which --snapshots K saves a snapshot: the last K ends of the
+/// schedule's cycles. With the constant schedule (none given) it is first replaced by K cosine
+/// cycles, restarts:E/K:1 (E must then be a multiple of K). Throws ConfigError for schedules
+/// without cycles (step, exp, cosine) and when the run has fewer than K cycle ends.
+std::vector<int> plan_snapshots(int snapshots, int epochs, model::Schedule& schedule);
+
 /// Every setting as config.json holds it, and back (for --resume).
 nlohmann::json to_json(const TrainConfig& config);
 TrainConfig train_config_from_json(const nlohmann::json& json);
@@ -73,6 +85,7 @@ struct TrainSummary {
   bool stopped_early = false;
   bool interrupted = false;  ///< `stop` was raised (Ctrl-C): last.ckpt holds the last whole epoch
   double best_ema_val_accuracy = 0;  ///< with --ema: the best validation accuracy of the EMA weights
+  std::vector<std::string> snapshots;  ///< with --snapshots: the snapshot files written so far
 };
 
 /// Runs the training described by `config`, writing the run folder; `log` receives one line per

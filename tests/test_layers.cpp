@@ -249,11 +249,11 @@ TEST(GradCheck, BackwardAddsIntoParamGradients) {
     for (Param* p : layer->params()) p->grad.fill(0.0f);
     layer->backward(x, y, dy, dx1);
     std::vector<std::vector<float>> once;
-    for (Param* p : layer->params()) once.push_back(p->grad.storage());
+    for (Param* p : layer->params()) once.push_back(p->grad.values());
     dx2.resize(x.shape());
     dx2.fill(123.0f);  // backward assigns dx: stale values must not leak
     layer->backward(x, y, dy, dx2);
-    EXPECT_EQ(dx1.storage(), dx2.storage());
+    EXPECT_EQ(dx1.values(), dx2.values());
     const auto params = layer->params();
     for (std::size_t k = 0; k < params.size(); ++k)
       for (std::size_t i = 0; i < once[k].size(); ++i)
@@ -284,15 +284,23 @@ TEST(Dense, ForwardByHand) {
   EXPECT_DOUBLE_EQ(fc.flops_per_sample({1, 3, 1, 1}), 6.0);
 }
 
-TEST(Dense, HeInitAndDropConnectMask) {
+TEST(Dense, UniformInitAndDropConnectMask) {
   Dense fc({1, 200, 1, 1}, 100, 0.5);
   Rng rng({1, 0, 0}, 0);
   fc.initialize(rng);
   double sq = 0;
-  for (float v : fc.weight().value.storage()) sq += v * v;
-  EXPECT_NEAR(sq / fc.weight().value.size(), 2.0 / 200, 0.1 * 2.0 / 200);  // He: var 2 / in
-  for (float v : fc.bias().value.storage()) EXPECT_EQ(v, 0.0f);
+  for (float v : fc.weight().value.values()) sq += v * v;
+  EXPECT_NEAR(sq / fc.weight().value.size(), 1.0 / 600, 0.1 / 600);  // U(+-1/sqrt(in)): var 1 / (3 in)
+  const float bound = 1.0f / std::sqrt(200.0f);
+  for (float v : fc.weight().value.values()) EXPECT_LE(std::fabs(v), bound);
+  bool bias_set = false;
+  for (float v : fc.bias().value.values()) {
+    EXPECT_LE(std::fabs(v), bound);
+    bias_set |= v != 0.0f;
+  }
+  EXPECT_TRUE(bias_set) << "biases are drawn too, as in PyTorch";
   // Train: a masked W (about half the weights zeroed, the rest doubled); test: W unchanged.
+  fc.bias().value.fill(0.0f);
   Tensor x({1, 200, 1, 1}, 0.0f), y;
   x[17] = 1.0f;  // y = column 17 of the effective W (+ b = 0)
   fc.forward(x, y, train_context());
@@ -306,9 +314,9 @@ TEST(Dense, HeInitAndDropConnectMask) {
   EXPECT_LT(zeroed, 70);
   Tensor y_again;
   fc.forward(x, y_again, train_context());
-  EXPECT_EQ(y.storage(), y_again.storage());  // the mask is a function of ctx
+  EXPECT_EQ(y.values(), y_again.values());  // the mask is a function of ctx
   fc.forward(x, y_again, train_context(4));
-  EXPECT_NE(y.storage(), y_again.storage());  // a new step, a new mask
+  EXPECT_NE(y.values(), y_again.values());  // a new step, a new mask
   fc.forward(x, y, {});
   for (int j = 0; j < 100; ++j) EXPECT_FLOAT_EQ(y[j], fc.weight().value[j * 200 + 17]);
 }
@@ -330,12 +338,12 @@ TEST(Conv, ForwardByHand) {
   conv.forward(x, y, {});
   ASSERT_EQ(y.shape(), (Shape{1, 1, 3, 3}));
   const std::vector<float> expected = {3, 2, -3, -2, 1, -6, -15, -10, -21};
-  EXPECT_EQ(y.storage(), expected);
+  EXPECT_EQ(y.values(), expected);
   // Stride 2 keeps the corners.
   Conv2d strided = laplacian_conv(2);
   strided.forward(x, y, {});
   ASSERT_EQ(y.shape(), (Shape{1, 1, 2, 2}));
-  EXPECT_EQ(y.storage(), (std::vector<float>{3, -3, -15, -21}));
+  EXPECT_EQ(y.values(), (std::vector<float>{3, -3, -15, -21}));
   EXPECT_DOUBLE_EQ(conv.flops_per_sample({1, 1, 3, 3}), 9.0 * 9.0);
 }
 
@@ -375,10 +383,10 @@ TEST(Conv, BitIdenticalWithOneOrTwoThreads) {
       conv->forward(x, y, {});
       const Tensor dy = make_input(y.shape(), Input::uniform, 4);
       conv->backward(x, y, dy, d);
-      out[t] = y.storage();
-      dx[t] = d.storage();
-      dw[t] = conv->params()[0]->grad.storage();
-      db[t] = conv->params()[1]->grad.storage();
+      out[t] = y.values();
+      dx[t] = d.values();
+      dw[t] = conv->params()[0]->grad.values();
+      db[t] = conv->params()[1]->grad.values();
     });
   }
   EXPECT_EQ(out[0], out[1]);
@@ -398,9 +406,9 @@ TEST(Dense, BitIdenticalWithOneOrTwoThreads) {
       fc->forward(x, y, train_context());
       const Tensor dy = make_input(y.shape(), Input::uniform, 4);
       fc->backward(x, y, dy, d);
-      out[t] = y.storage();
-      dx[t] = d.storage();
-      dw[t] = fc->params()[0]->grad.storage();
+      out[t] = y.values();
+      dx[t] = d.values();
+      dw[t] = fc->params()[0]->grad.values();
     });
   }
   EXPECT_EQ(out[0], out[1]);
@@ -418,8 +426,8 @@ TEST(Residual, BitIdenticalWithOneOrTwoThreads) {
       Tensor y, d;
       res->forward(x, y, train_context());
       res->backward(x, y, make_input(y.shape(), Input::uniform, 4), d);
-      out[t] = y.storage();
-      dx[t] = d.storage();
+      out[t] = y.values();
+      dx[t] = d.values();
     });
   }
   EXPECT_EQ(out[0], out[1]);
@@ -438,7 +446,7 @@ TEST(Pool, MaxAndAverageByHand) {
   LayerPtr pool = make_layer({"pool", {{"k", 2}}}, {1, 1, 4, 5});
   pool->forward(x, y, {});
   ASSERT_EQ(y.shape(), (Shape{1, 1, 2, 2}));
-  EXPECT_EQ(y.storage(), (std::vector<float>{6, 8, 14, 16}));
+  EXPECT_EQ(y.values(), (std::vector<float>{6, 8, 14, 16}));
   Tensor dy({1, 1, 2, 2});
   dy.storage() = {1, 2, 3, 4};
   pool->backward(x, y, dy, dx);
@@ -447,11 +455,11 @@ TEST(Pool, MaxAndAverageByHand) {
   expected[8] = 2;  // the 8
   expected[16] = 3;
   expected[18] = 4;
-  EXPECT_EQ(dx.storage(), expected);
+  EXPECT_EQ(dx.values(), expected);
 
   LayerPtr avg = make_layer({"avgpool", {{"k", 2}}}, {1, 1, 4, 5});
   avg->forward(x, y, {});
-  EXPECT_EQ(y.storage(), (std::vector<float>{3.5f, 5.5f, 11.5f, 13.5f}));
+  EXPECT_EQ(y.values(), (std::vector<float>{3.5f, 5.5f, 11.5f, 13.5f}));
   avg->backward(x, y, dy, dx);
   EXPECT_FLOAT_EQ(dx[0], 0.25f);
   EXPECT_FLOAT_EQ(dx[19], 0.0f);
@@ -464,7 +472,7 @@ TEST(Pool, MaxAndAverageByHand) {
   LayerPtr flat = make_layer({"flatten", {}}, {1, 1, 4, 5});
   flat->forward(x, y, {});
   EXPECT_EQ(y.shape(), (Shape{1, 20, 1, 1}));
-  EXPECT_EQ(y.storage(), x.storage());
+  EXPECT_EQ(y.values(), x.values());
 }
 
 TEST(Pool, TiedMaximaGiveTheGradientToTheFirstOnly) {
@@ -490,7 +498,7 @@ TEST(Pool, TiedMaximaGiveTheGradientToTheFirstOnly) {
         }
     expected[k] = 0.0f;
     expected[k + 1] = dy[1];
-    EXPECT_EQ(dx.storage(), expected);
+    EXPECT_EQ(dx.values(), expected);
   }
 }
 
@@ -498,11 +506,11 @@ TEST(LayerActivation, ByHand) {
   Tensor x({1, 4, 1, 1}), y;
   x.storage() = {-2, -0.5f, 0, 3};
   make_layer({"relu", {}}, x.shape())->forward(x, y, {});
-  EXPECT_EQ(y.storage(), (std::vector<float>{0, 0, 0, 3}));
+  EXPECT_EQ(y.values(), (std::vector<float>{0, 0, 0, 3}));
   make_layer({"lrelu", {}}, x.shape())->forward(x, y, {});
-  EXPECT_EQ(y.storage(), (std::vector<float>{-0.02f, -0.005f, 0, 3}));
+  EXPECT_EQ(y.values(), (std::vector<float>{-0.02f, -0.005f, 0, 3}));
   make_layer({"lrelu", {{"a", 0.25}}}, x.shape())->forward(x, y, {});
-  EXPECT_EQ(y.storage(), (std::vector<float>{-0.5f, -0.125f, 0, 3}));
+  EXPECT_EQ(y.values(), (std::vector<float>{-0.5f, -0.125f, 0, 3}));
   make_layer({"tanh", {}}, x.shape())->forward(x, y, {});
   for (int i = 0; i < 4; ++i) EXPECT_FLOAT_EQ(y[i], std::tanh(x[i]));
 }
@@ -556,7 +564,7 @@ TEST(Dropout, InvertedScalingAndKeptFraction) {
   drop.forward(x, y, train_context());
   double sum = 0;
   std::size_t kept = 0;
-  for (float v : y.storage()) {
+  for (float v : y.values()) {
     sum += v;
     if (v != 0.0f) {
       ++kept;
@@ -567,7 +575,7 @@ TEST(Dropout, InvertedScalingAndKeptFraction) {
   EXPECT_NEAR(static_cast<double>(kept) / y.size(), 1.0 - p, 0.01);     // kept fraction
   Tensor dx;
   drop.backward(x, y, x, dx);
-  EXPECT_EQ(dx.storage(), y.storage());  // dy = 1: the mask itself
+  EXPECT_EQ(dx.values(), y.values());  // dy = 1: the mask itself
 }
 
 TEST(Dropout, TestModeIsIdentity) {
@@ -575,9 +583,9 @@ TEST(Dropout, TestModeIsIdentity) {
   const Tensor x = make_input({3, 4, 5, 5}, Input::uniform, 2);
   Tensor y, dx;
   drop.forward(x, y, {});
-  EXPECT_EQ(y.storage(), x.storage());
+  EXPECT_EQ(y.values(), x.values());
   drop.backward(x, y, x, dx);
-  EXPECT_EQ(dx.storage(), x.storage());
+  EXPECT_EQ(dx.values(), x.values());
 }
 
 TEST(Dropout, MaskIsAFunctionOfContextOnly) {
@@ -586,13 +594,13 @@ TEST(Dropout, MaskIsAFunctionOfContextOnly) {
   Tensor a, b;
   drop.forward(x, a, train_context(5));
   drop.forward(x, b, train_context(5));
-  EXPECT_EQ(a.storage(), b.storage());  // same ctx, same mask
+  EXPECT_EQ(a.values(), b.values());  // same ctx, same mask
   drop.forward(x, b, train_context(6));
-  EXPECT_NE(a.storage(), b.storage());  // next step, new mask
+  EXPECT_NE(a.values(), b.values());  // next step, new mask
   ForwardContext other_layer = train_context(5);
   other_layer.layer_index = 3;
   drop.forward(x, b, other_layer);
-  EXPECT_NE(a.storage(), b.storage());
+  EXPECT_NE(a.values(), b.values());
   // A sample keeps its mask wherever it lands in the batch (masks follow sample ids).
   const std::vector<std::uint64_t> ids = {10, 11, 12, 13}, swapped = {13, 11, 12, 10};
   ForwardContext ctx = train_context(5);

@@ -148,8 +148,8 @@ TEST(Net, InitializeIsAFunctionOfTheSeed) {
   ASSERT_EQ(pa.size(), pb.size());
   bool differs = false;
   for (std::size_t i = 0; i < pa.size(); ++i) {
-    EXPECT_EQ(pa[i]->value.storage(), pb[i]->value.storage()) << pa[i]->name;
-    differs |= pa[i]->value.storage() != pc[i]->value.storage();
+    EXPECT_EQ(pa[i]->value.values(), pb[i]->value.values()) << pa[i]->name;
+    differs |= pa[i]->value.values() != pc[i]->value.values();
   }
   EXPECT_TRUE(differs);
 }
@@ -225,7 +225,7 @@ TEST(Net, CheckpointRestoresTheSameOutputs) {
   restore_net(b, loaded);
   const Tensor ya = a.forward(x, ForwardContext{});
   const Tensor yb = b.forward(x, ForwardContext{});
-  EXPECT_EQ(ya.storage(), yb.storage());
+  EXPECT_EQ(ya.values(), yb.values());
 }
 
 TEST(Net, RestoreMismatchNamesTheTensorAndShapes) {
@@ -235,7 +235,7 @@ TEST(Net, RestoreMismatchNamesTheTensorAndShapes) {
   small.initialize(1);
   Checkpoint c;
   store_net(big, c);
-  const auto before = small.params()[0]->value.storage();
+  const auto before = small.params()[0]->value.values();
   try {
     restore_net(small, c);
     ADD_FAILURE() << "restored a mismatched checkpoint";
@@ -251,7 +251,7 @@ TEST(Net, RestoreMismatchNamesTheTensorAndShapes) {
         << message;
     EXPECT_NE(message.find("conv32k3p1"), std::string::npos) << "names the saved model: " << message;
   }
-  EXPECT_EQ(small.params()[0]->value.storage(), before) << "nothing copied on failure";
+  EXPECT_EQ(small.params()[0]->value.values(), before) << "nothing copied on failure";
 
   // Missing and extra tensors.
   Checkpoint missing;

@@ -108,6 +108,47 @@ TEST(Train, SameSeedSameResult) {
   expect_same_tensors(run("a", 1).params, run("b", 2).params);
 }
 
+TEST(Train, SnapshotsAreTakenAtTheCycleEnds) {
+  test::TempDir dir;
+  write_colour_folder(dir, 6);
+  TrainConfig c = colour_config(dir);
+  c.epochs = 4;
+  c.snapshots = 2;  // no schedule: two cosine cycles of 2 epochs
+  c.out = (dir.path() / "run").string();
+  const auto summary = train(c, [](const std::string&) {});
+  ASSERT_EQ(summary.snapshots.size(), 2u);
+  const auto first = model::load_checkpoint((dir.path() / "run" / "snapshot-1.ckpt").string());
+  const auto second = model::load_checkpoint((dir.path() / "run" / "snapshot-2.ckpt").string());
+  EXPECT_EQ(first.epoch, 2);
+  EXPECT_EQ(second.epoch, 4);
+  expect_same_tensors(second.params, model::load_checkpoint((dir.path() / "run" / "last.ckpt").string()).params);
+  EXPECT_EQ(read_json(dir.path() / "run" / "summary.json").at("snapshots").size(), 2u);
+  EXPECT_EQ(read_json(dir.path() / "run" / "config.json").at("schedule"), "restarts:2:1:0");
+}
+
+TEST(Train, SnapshotPlans) {
+  model::Schedule s = model::parse_schedule("constant");
+  EXPECT_EQ(plan_snapshots(5, 15, s), (std::vector<int>{3, 6, 9, 12, 15}));
+  EXPECT_EQ(model::print_schedule(s), "restarts:3:1:0");
+  s = model::parse_schedule("restarts:2:2");  // cycles end after 2, 6, 14 epochs
+  EXPECT_EQ(plan_snapshots(2, 14, s), (std::vector<int>{6, 14}));
+  s = model::parse_schedule("cyclic:0.1:4");
+  EXPECT_EQ(plan_snapshots(2, 12, s), (std::vector<int>{8, 12}));
+  s = model::parse_schedule("constant");
+  EXPECT_TRUE(plan_snapshots(0, 7, s).empty());
+  EXPECT_EQ(model::print_schedule(s), "constant") << "no snapshots: the schedule is left alone";
+
+  auto plan = [](int k, int epochs, const std::string& schedule) {
+    return [=] {
+      model::Schedule parsed = model::parse_schedule(schedule);
+      plan_snapshots(k, epochs, parsed);
+    };
+  };
+  test::expect_throws_with(plan(5, 12, "constant"), "multiple of 5");
+  test::expect_throws_with(plan(2, 10, "cosine"), "cycles");
+  test::expect_throws_with(plan(3, 6, "restarts:4:1"), "only 1 cycle");
+}
+
 TEST(Train, BadSettingsAreClearErrors) {
   test::TempDir dir;
   write_colour_folder(dir, 4);
