@@ -3,10 +3,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
-
-#include <nlohmann/json.hpp>
 
 #include "apps/commands.hpp"
 #include "common/error.hpp"
@@ -55,26 +52,17 @@ const char* kFooter =
     "curves.png, train.log; best.ckpt and last.ckpt only for the --keep best trials).\n"
     "Ctrl-C stops; running the same command again (or --resume DIR) skips the finished trials.\n"
     "\n"
-    "Example (the lecture's coarse-to-fine search of the two-layer net):\n"
-    "  augflow search --train fashion-mnist --val-split 0.1 --model twolayer --optimizer sgd \\\n"
-    "      --space 'lr=log(1e-6,1e-3) reg=log(1e-5,1e5)' --trials 100 --epochs 5 --stages 2 \\\n"
-    "      --parallel 2 --out runs/search\n";
+    "Example (the lecture's coarse-to-fine search of the two-layer net; README: 86.4% after stage 1,\n"
+    "88.0% after stage 2 on the held-out tenth of Fashion-MNIST's training set):\n"
+    "  augflow search --train fashion-mnist --val-split 0.1 --model twolayer --aug 'normalize(none)' \\\n"
+    "      --space 'lr=log(1e-6,1e-1) reg=log(1e-5,1e5)' --trials 100 --epochs 5 --stages 2 \\\n"
+    "      --parallel 2 --out runs/fm-search\n";
 
 void run_search(const SearchCommand& command) {
   single_threaded_opencv();
   pipeline::SearchConfig config = command.config;
   if (!command.resume.empty()) {
-    const std::string path = command.resume + "/results.json";
-    std::ifstream in(path);
-    if (!in) throw IoError(path + ": cannot read (is " + command.resume + " the folder of an augflow search?)");
-    nlohmann::json json;
-    try {
-      json = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::exception& e) {
-      throw DataError(path, std::string("not valid JSON: ") + e.what());
-    }
-    config = pipeline::search_config_from_json(json.value("settings", nlohmann::json::object()));
-    config.out = command.resume;
+    config = pipeline::read_search_config(command.resume);
     // How fast is the machine's business, not the search's: these may change on resume.
     if (command.parallel->count()) config.parallel = command.config.parallel;
     if (command.threads->count()) config.base.threads = command.config.base.threads;

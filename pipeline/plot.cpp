@@ -121,9 +121,6 @@ void write_confusion_png(const std::string& path, const std::vector<std::vector<
   write_png(path, canvas, "the confusion matrix");
 }
 
-}  // namespace augflow::pipeline
-
-namespace augflow::pipeline {
 namespace {
 
 /// Pixel position along an axis of `length` pixels (log axes in log10).
@@ -244,13 +241,7 @@ void write_scatter(const std::string& path, const std::vector<ScatterAxis>& axes
               cv::LINE_AA);
   cv::putText(canvas, "circles: stage 1, squares: later stages, ringed: best, x: failed", {x0, y + 34},
               cv::FONT_HERSHEY_SIMPLEX, 0.4, kInk, 1, cv::LINE_AA);
-  bool ok = false;
-  try {
-    ok = cv::imwrite(path, canvas);
-  } catch (const cv::Exception& e) {
-    throw IoError(path + ": cannot write the scatter plot: " + e.what());
-  }
-  if (!ok) throw IoError(path + ": cannot write the scatter plot");
+  write_png(path, canvas, "the scatter plot");
 }
 
 }  // namespace augflow::pipeline

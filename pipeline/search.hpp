@@ -140,6 +140,10 @@ void write_results(const SearchConfig& config, const SearchResult& result);
 /// cache_mb differ), DataError when it does not parse.
 std::vector<TrialResult> read_results(const SearchConfig& config);
 
+/// The settings of the search in `dir` (its results.json), with out = dir: what --resume runs.
+/// Throws IoError when there is none, DataError/ConfigError when it is malformed.
+SearchConfig read_search_config(const std::string& dir);
+
 /// The settings that identify a search (what results.json keeps under "settings"), and back.
 nlohmann::json to_json(const SearchConfig& config);
 SearchConfig search_config_from_json(const nlohmann::json& settings);

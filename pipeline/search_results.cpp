@@ -98,6 +98,17 @@ std::string csv_field(const std::string& text) {
   return quoted + "\"";
 }
 
+/// results.json of a search folder, parsed; DataError when it is not JSON.
+nlohmann::json load_results(const fs::path& path) {
+  std::ifstream in(path);
+  if (!in) throw IoError(path.string() + ": cannot read");
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw DataError(path.string(), std::string("not valid JSON: ") + e.what());
+  }
+}
+
 }  // namespace
 
 void write_results(const SearchConfig& config, const SearchResult& result) {
@@ -165,13 +176,7 @@ std::vector<TrialResult> read_results(const SearchConfig& config) {
   const fs::path path = fs::path(config.out) / "results.json";
   std::vector<TrialResult> trials;
   if (!fs::exists(path)) return trials;
-  std::ifstream in(path);
-  nlohmann::json saved;
-  try {
-    saved = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw DataError(path.string(), std::string("not valid JSON: ") + e.what());
-  }
+  const nlohmann::json saved = load_results(path);
   nlohmann::json mine = to_json(config);
   nlohmann::json theirs = saved.value("settings", nlohmann::json::object());
   for (auto key : kRunningSettings) mine.erase(std::string(key)), theirs.erase(std::string(key));
@@ -188,6 +193,14 @@ std::vector<TrialResult> read_results(const SearchConfig& config) {
     throw DataError(path.string(), std::string("a trial is incomplete or malformed: ") + e.what());
   }
   return trials;
+}
+
+SearchConfig read_search_config(const std::string& dir) {
+  const fs::path path = fs::path(dir) / "results.json";
+  if (!fs::exists(path)) throw IoError(path.string() + ": not found (is " + dir + " the folder of an augflow search?)");
+  SearchConfig config = search_config_from_json(load_results(path).value("settings", nlohmann::json::object()));
+  config.out = dir;
+  return config;
 }
 
 }  // namespace augflow::pipeline

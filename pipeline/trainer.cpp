@@ -17,6 +17,7 @@
 #include "model/loss.hpp"
 #include "model/net.hpp"
 #include "model/optim.hpp"
+#include "model/parallel.hpp"
 #include "model/regularizer.hpp"
 #include "pipeline/loader.hpp"
 #include "pipeline/plot.hpp"
@@ -223,6 +224,7 @@ std::vector<int> plan_snapshots(int snapshots, int epochs, model::Schedule& sche
 
 TrainSummary train(const TrainConfig& c, const std::function<void(const std::string&)>& log, bool resume,
                    const std::atomic<bool>* stop, const ProgressSink& progress) {
+  const model::FlushDenormals flush_denormals;  // see model/parallel.hpp: decayed weights must not crawl
   if (c.epochs < 1) throw ConfigError("--epochs must be at least 1, got " + std::to_string(c.epochs));
   if (!(c.lr > 0) || !std::isfinite(c.lr)) throw ConfigError("--lr must be a positive number");
   if (c.out.empty()) throw ConfigError("--out RUNDIR is required");
