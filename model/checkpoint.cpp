@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstdlib>
 #include <bit>
 #include <cerrno>
 #include <climits>
@@ -16,6 +18,7 @@
 #include <filesystem>
 #include <memory>
 #include <set>
+#include <thread>
 
 #include "common/error.hpp"
 #include "model/config.hpp"
@@ -144,6 +147,20 @@ void sync_folder(const std::filesystem::path& path) {
   if (fd < 0) return;
   (void)::fsync(fd);
   ::close(fd);
+}
+
+/// Test-only hook (tests/test_crash.cpp): AUGFLOW_TEST_CHECKPOINT_PAUSE_MS=N makes every
+/// checkpoint write pause N ms after its header and again after its tensors, with what was
+/// written so far flushed to the temporary file, so a SIGKILL lands inside a write. Unset (the
+/// normal case) it costs one getenv per process.
+void test_hook_pause(std::FILE* file) {
+  static const long pause_ms = [] {
+    const char* text = std::getenv("AUGFLOW_TEST_CHECKPOINT_PAUSE_MS");
+    return text ? std::strtol(text, nullptr, 10) : 0L;
+  }();
+  if (pause_ms <= 0) return;
+  std::fflush(file);
+  std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
 }
 
 [[noreturn]] void data_error(const std::string& path, const std::string& reason) { throw DataError(path, reason); }
@@ -288,7 +305,9 @@ void save_checkpoint(const std::string& path, const Checkpoint& checkpoint) {
   out.raw(kMagic, sizeof kMagic, false);
   out.raw(preamble, sizeof preamble);
   out.raw(header.data(), header.size());
+  test_hook_pause(file);
   for (const auto& ref : tensors) out.floats(ref.tensor->data(), ref.tensor->size());
+  test_hook_pause(file);
   unsigned char crc[kTrailer];
   put_u32(crc, out.crc());
   out.raw(crc, sizeof crc, false);
