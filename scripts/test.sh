@@ -35,7 +35,7 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Release -DAUGFLOW_BUILD_TESTS=ON \
 cmake --build build-asan -j"$jobs"
 # Leak checking is on; a report of any kind makes the test fail (halt_on_error, UBSan aborts).
 ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=0:strict_string_checks=1:detect_stack_use_after_return=1" \
-UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
+UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:suppressions=$root/scripts/ubsan.supp" \
   ctest --test-dir build-asan --output-on-failure -j"$jobs" --timeout 900
 
 # Opt-in (AUGFLOW_CI_TSAN=1): Debian's libtbb.so is not built with TSan, so every hand-over
