@@ -416,7 +416,8 @@ Pipeline parse_pipeline_any(std::string_view spec) {
     nlohmann::json json;
     try {
       json = nlohmann::json::parse(spec);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {
+      // parse_error, and out_of_range for a number that overflows a double (1e999).
       throw SpecError(std::string("augmentation spec JSON does not parse: ") + e.what());
     }
     return pipeline_from_json(json);

@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstdlib>
 #include <bit>
 #include <cerrno>
 #include <climits>
@@ -16,6 +18,7 @@
 #include <filesystem>
 #include <memory>
 #include <set>
+#include <thread>
 
 #include "common/error.hpp"
 #include "model/config.hpp"
@@ -144,6 +147,20 @@ void sync_folder(const std::filesystem::path& path) {
   if (fd < 0) return;
   (void)::fsync(fd);
   ::close(fd);
+}
+
+/// Test-only hook (tests/test_crash.cpp): AUGFLOW_TEST_CHECKPOINT_PAUSE_MS=N makes every
+/// checkpoint write pause N ms after its header and again after its tensors, with what was
+/// written so far flushed to the temporary file, so a SIGKILL lands inside a write. Unset (the
+/// normal case) it costs one getenv per process.
+void test_hook_pause(std::FILE* file) {
+  static const long pause_ms = [] {
+    const char* text = std::getenv("AUGFLOW_TEST_CHECKPOINT_PAUSE_MS");
+    return text ? std::strtol(text, nullptr, 10) : 0L;
+  }();
+  if (pause_ms <= 0) return;
+  std::fflush(file);
+  std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
 }
 
 [[noreturn]] void data_error(const std::string& path, const std::string& reason) { throw DataError(path, reason); }
@@ -288,7 +305,9 @@ void save_checkpoint(const std::string& path, const Checkpoint& checkpoint) {
   out.raw(kMagic, sizeof kMagic, false);
   out.raw(preamble, sizeof preamble);
   out.raw(header.data(), header.size());
+  test_hook_pause(file);
   for (const auto& ref : tensors) out.floats(ref.tensor->data(), ref.tensor->size());
+  test_hook_pause(file);
   unsigned char crc[kTrailer];
   put_u32(crc, out.crc());
   out.raw(crc, sizeof crc, false);
@@ -319,18 +338,21 @@ Checkpoint load_checkpoint(const std::string& path) {
     throw IoError("cannot read checkpoint " + path + ": " + errno_text(err));
   }
   if (S_ISDIR(info.st_mode)) throw IoError("cannot read checkpoint " + path + ": " + errno_text(EISDIR));
-  const auto size = static_cast<std::uint64_t>(info.st_size);
-
-  const auto read_exactly = [&](void* into, std::size_t count) {
-    if (std::fread(into, 1, count, file) == count) return;
+  // The whole file is read (the body is needed whole for its checksum anyway), then parsed by
+  // the same code the fuzzer drives.
+  std::vector<std::uint8_t> bytes(static_cast<std::size_t>(info.st_size));
+  const std::size_t got = bytes.empty() ? 0 : std::fread(bytes.data(), 1, bytes.size(), file);
+  if (got != bytes.size()) {
     if (std::ferror(file)) throw IoError("cannot read checkpoint " + path + ": " + errno_text(errno ? errno : EIO));
     data_error(path, "truncated while reading (the file shrank?)");
-  };
+  }
+  return load_checkpoint_bytes(bytes, path);
+}
 
-  unsigned char preamble[kPreamble];
-  const std::size_t head = static_cast<std::size_t>(std::min<std::uint64_t>(size, kPreamble));
-  read_exactly(preamble, head);
-  if (std::memcmp(preamble, kMagic, std::min(head, sizeof kMagic)) != 0 || size == 0)
+Checkpoint load_checkpoint_bytes(std::span<const std::uint8_t> bytes, const std::string& path) {
+  const auto size = static_cast<std::uint64_t>(bytes.size());
+  const unsigned char* preamble = bytes.data();
+  if (size == 0 || std::memcmp(preamble, kMagic, std::min<std::size_t>(bytes.size(), sizeof kMagic)) != 0)
     data_error(path, "not an augflow checkpoint (the file does not start with \"AUGFLOW\\0CKPT\")");
   if (size < kPreamble + kTrailer)
     data_error(path, "truncated: a checkpoint has at least " + std::to_string(kPreamble + kTrailer) +
@@ -353,19 +375,18 @@ Checkpoint load_checkpoint(const std::string& path) {
     data_error(path, "corrupt: " + std::to_string(size - expected) + " unexpected bytes at the end (expected " +
                          std::to_string(expected) + " bytes, found " + std::to_string(size) + ")");
 
-  std::vector<unsigned char> body(static_cast<std::size_t>(header_bytes + data_bytes + kTrailer));
-  read_exactly(body.data(), body.size());
+  const unsigned char* body = bytes.data() + kPreamble;
   uLong crc = crc32_z(0L, Z_NULL, 0);
   crc = crc32_z(crc, preamble + sizeof kMagic, kPreamble - sizeof kMagic);
-  crc = crc32_z(crc, body.data(), static_cast<std::size_t>(header_bytes + data_bytes));
-  const std::uint32_t stored = get_u32(body.data() + header_bytes + data_bytes);
+  crc = crc32_z(crc, body, static_cast<std::size_t>(header_bytes + data_bytes));
+  const std::uint32_t stored = get_u32(body + header_bytes + data_bytes);
   if (static_cast<std::uint32_t>(crc) != stored)
     data_error(path, "corrupt: checksum mismatch (the file was damaged after it was written)");
 
   Checkpoint c;
   std::vector<TableEntry> table;
   try {
-    const auto header = nlohmann::json::parse(body.begin(), body.begin() + static_cast<std::ptrdiff_t>(header_bytes));
+    const auto header = nlohmann::json::parse(body, body + header_bytes);
     table = read_header(header, data_bytes, c);
   } catch (const nlohmann::json::exception& e) {
     data_error(path, std::string("malformed checkpoint header: ") + e.what());
@@ -373,7 +394,7 @@ Checkpoint load_checkpoint(const std::string& path) {
     data_error(path, std::string("malformed checkpoint header: ") + e.what());
   }
 
-  const unsigned char* data = body.data() + header_bytes;
+  const unsigned char* data = body + header_bytes;
   for (const auto& entry : table) {
     Tensor t(entry.shape);
     if constexpr (std::endian::native == std::endian::little) {

@@ -26,6 +26,7 @@
 
 #include <cstdint>
 #include <map>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -63,6 +64,10 @@ void save_checkpoint(const std::string& path, const Checkpoint& checkpoint);
 /// when it is not an augflow checkpoint, has another format version, is truncated, fails its
 /// checksum ("corrupt") or has an inconsistent header.
 Checkpoint load_checkpoint(const std::string& path);
+
+/// The same from the file's bytes (load_checkpoint reads the file and calls this; the fuzzer
+/// calls it directly). `path` only names the source in errors. Throws DataError as above.
+Checkpoint load_checkpoint_bytes(std::span<const std::uint8_t> bytes, const std::string& path);
 
 /// Copies the network's spec (printed), input shape, class count, parameters and state into
 /// `checkpoint` (replacing its params and state; other fields are left alone). State tensors are

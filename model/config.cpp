@@ -346,7 +346,8 @@ ModelSpec parse_json(std::string_view text) {
   nlohmann::json json;
   try {
     json = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
+    // parse_error, and out_of_range for a number that overflows a double (1e999).
     throw SpecError(std::string("model spec JSON does not parse: ") + e.what());
   }
   const Where whole{{}, 0, "", true};

@@ -21,6 +21,7 @@
 
 #include "common/rng.hpp"
 #include "common/error.hpp"
+#include "augment/decode.hpp"
 #include "pipeline/image_files.hpp"
 
 namespace augflow::pipeline {
@@ -286,41 +287,60 @@ constexpr std::uint32_t kIdxMaxSide = 4096;
 const std::array<const char*, 10> kFashionMnistClasses{
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
 
-/// Reads an IDX file through zlib, which reads gzip and plain files alike.
+/// Reads IDX data from memory, gzip-compressed (one or more members, as gzip writes them) or
+/// plain, as zlib's gzread would read the file.
 class IdxReader {
  public:
-  explicit IdxReader(const fs::path& path) : path_(path) {
-    std::error_code ec;
-    if (!fs::exists(path, ec)) throw IoError(path.string() + ": no such file");
-    file_ = gzopen(path.c_str(), "rb");
-    if (!file_) throw IoError(path.string() + ": cannot open: " + std::strerror(errno));
-    gzbuffer(file_, 1 << 17);
+  IdxReader(std::span<const std::uint8_t> bytes, std::string name) : bytes_(bytes), name_(std::move(name)) {
+    gzip_ = bytes.size() >= 2 && bytes[0] == 0x1F && bytes[1] == 0x8B;
+    if (gzip_) {
+      if (inflateInit2(&stream_, 15 + 16) != Z_OK) throw Error("zlib: inflateInit2 failed");
+      stream_ready_ = true;
+    }
   }
   ~IdxReader() {
-    if (file_) gzclose(file_);
+    if (stream_ready_) inflateEnd(&stream_);
   }
   IdxReader(const IdxReader&) = delete;
   IdxReader& operator=(const IdxReader&) = delete;
 
   /// Reads up to `size` bytes; returns how many were read (fewer only at the end of the data).
   std::size_t read(std::uint8_t* out, std::size_t size) {
-    std::size_t done = 0;
-    while (done < size) {
-      const auto chunk = static_cast<unsigned>(std::min<std::size_t>(size - done, 1u << 24));
-      const int n = gzread(file_, out + done, chunk);
-      if (n < 0) {
-        int code = 0;
-        const char* message = gzerror(file_, &code);
-        set_error(message ? message : "read error");
-        break;
-      }
-      if (n == 0) break;
-      done += static_cast<std::size_t>(n);
+    if (!gzip_) {
+      const std::size_t n = std::min(size, bytes_.size() - offset_);
+      if (n) std::memcpy(out, bytes_.data() + offset_, n);
+      offset_ += n;
+      return n;
     }
-    if (done < size && error_.empty()) {  // zlib reports a gzip stream cut short only here
-      int code = Z_OK;
-      const char* message = gzerror(file_, &code);
-      if (code != Z_OK && message && *message) set_error(message);
+    std::size_t done = 0;
+    while (done < size && !finished_) {
+      if (stream_.avail_in == 0 && offset_ < bytes_.size()) {
+        const auto chunk = std::min<std::size_t>(bytes_.size() - offset_, 1u << 30);
+        stream_.next_in = const_cast<Bytef*>(bytes_.data() + offset_);
+        stream_.avail_in = static_cast<uInt>(chunk);
+        offset_ += chunk;
+      }
+      const auto room = std::min<std::size_t>(size - done, 1u << 30);
+      stream_.next_out = out + done;
+      stream_.avail_out = static_cast<uInt>(room);
+      const int rc = inflate(&stream_, Z_NO_FLUSH);
+      done += room - stream_.avail_out;
+      if (rc == Z_STREAM_END) {
+        // Another gzip member may follow (concatenated files); anything else is ignored.
+        const std::size_t rest = stream_.avail_in + (bytes_.size() - offset_);
+        const std::uint8_t* next = stream_.avail_in ? stream_.next_in : bytes_.data() + offset_;
+        if (rest >= 2 && next[0] == 0x1F && next[1] == 0x8B) {
+          inflateReset(&stream_);
+        } else {
+          finished_ = true;
+        }
+      } else if (rc == Z_BUF_ERROR && stream_.avail_in == 0 && offset_ == bytes_.size()) {
+        set_error("unexpected end of file");
+        finished_ = true;
+      } else if (rc != Z_OK && rc != Z_BUF_ERROR) {
+        set_error(stream_.msg ? stream_.msg : "corrupt gzip data");
+        finished_ = true;
+      }
     }
     return done;
   }
@@ -355,10 +375,18 @@ class IdxReader {
   /// claims more than the file holds gives "truncated" rather than a huge allocation.
   std::vector<std::uint8_t> read_data(std::uint64_t bytes, const char* what) {
     std::vector<std::uint8_t> data;
-    data.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(bytes, std::uint64_t{1} << 28)));
+    // Plain data: what is left is known, so a header that lies is caught before allocating.
+    if (!gzip_ && bytes > bytes_.size() - offset_)
+      fail(std::string("truncated: the header promises ") + std::to_string(bytes) + " bytes of " + what + ", found " +
+           std::to_string(bytes_.size() - offset_));
+    if (!gzip_) data.reserve(static_cast<std::size_t>(bytes));
     while (data.size() < bytes) {
       const auto old = data.size();
-      const auto chunk = static_cast<std::size_t>(std::min<std::uint64_t>(bytes - old, std::uint64_t{1} << 26));
+      // Gzip data: grow geometrically (1 MB, then doubling, at most 64 MB a step), so a small
+      // file whose header claims gigabytes fails after a small allocation.
+      const auto step = std::max<std::uint64_t>(std::uint64_t{1} << 20, old);
+      const auto chunk = static_cast<std::size_t>(
+          std::min<std::uint64_t>({bytes - old, step, std::uint64_t{1} << 26}));
       data.resize(old + chunk);
       const auto n = read(data.data() + old, chunk);
       if (n < chunk) {
@@ -372,21 +400,23 @@ class IdxReader {
     return data;
   }
 
-  /// Records zlib's message without the file name zlib puts in front (the error names it).
-  void set_error(const std::string& message) {
-    const std::string prefix = path_.string() + ": ";
-    error_ = message.rfind(prefix, 0) == 0 ? message.substr(prefix.size()) : message;
-  }
+  /// Records zlib's message after a failed read.
+  void set_error(const std::string& message) { error_ = message; }
 
   [[noreturn]] void fail(const std::string& reason) const {
     if (!error_.empty() && reason.find(error_) == std::string::npos)
-      throw DataError(path_.string(), reason + " (" + error_ + ")");
-    throw DataError(path_.string(), reason);
+      throw DataError(name_, reason + " (" + error_ + ")");
+    throw DataError(name_, reason);
   }
 
  private:
-  fs::path path_;
-  gzFile file_ = nullptr;
+  std::span<const std::uint8_t> bytes_;
+  std::string name_;
+  std::size_t offset_ = 0;  ///< next unread input byte
+  bool gzip_ = false;
+  bool stream_ready_ = false;
+  bool finished_ = false;
+  z_stream stream_{};
   std::string error_;  ///< zlib's message after a failed read (corrupt or cut gzip data)
 };
 
@@ -448,7 +478,19 @@ Dataset open_idx(const fs::path& images, const fs::path& labels, std::string nam
 namespace {
 
 Dataset read_idx(const fs::path& images, const fs::path& labels, std::string name) {
-  IdxReader image_file(images);
+  std::error_code ec;
+  if (!fs::exists(images, ec)) throw IoError(images.string() + ": no such file");
+  if (!fs::exists(labels, ec)) throw IoError(labels.string() + ": no such file");
+  const auto image_bytes = augment::read_file(images);
+  const auto label_bytes = augment::read_file(labels);
+  return open_idx_bytes(image_bytes, label_bytes, std::move(name), images.string(), labels.string());
+}
+
+}  // namespace
+
+Dataset open_idx_bytes(std::span<const std::uint8_t> images_data, std::span<const std::uint8_t> labels_data,
+                       std::string name, const std::string& images, const std::string& labels) {
+  IdxReader image_file(images_data, images);
   image_file.check_magic(kIdxImagesMagic, "image");
   const std::uint32_t count = image_file.read_u32("image count");
   const std::uint32_t rows = image_file.read_u32("rows");
@@ -458,11 +500,11 @@ Dataset read_idx(const fs::path& images, const fs::path& labels, std::string nam
                     " pixels; rows and columns must be in [1, " + std::to_string(kIdxMaxSide) + "]");
   if (count == 0) image_file.fail("holds no images");
 
-  IdxReader label_file(labels);
+  IdxReader label_file(labels_data, labels);
   label_file.check_magic(kIdxLabelsMagic, "label");
   const std::uint32_t label_count = label_file.read_u32("label count");
   if (label_count != count)
-    label_file.fail("holds " + std::to_string(label_count) + " labels but " + images.string() + " holds " +
+    label_file.fail("holds " + std::to_string(label_count) + " labels but " + images + " holds " +
                     std::to_string(count) + " images");
   // Labels first: they are small, so a mismatch is found before the images are read.
   const auto label_bytes = label_file.read_data(count, "labels");
@@ -490,8 +532,6 @@ Dataset read_idx(const fs::path& images, const fs::path& labels, std::string nam
   std::iota(data.memory_index.begin(), data.memory_index.end(), std::uint32_t{0});
   return data;
 }
-
-}  // namespace
 
 // ---------------------------------------------------------------------------------------------
 // Sources

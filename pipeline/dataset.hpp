@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -80,6 +81,11 @@ Dataset open_list_file(const std::filesystem::path& list, const WarningSink& war
 /// (the trials of a search open the same data over and over).
 Dataset open_idx(const std::filesystem::path& images, const std::filesystem::path& labels,
                  std::string name);
+
+/// The same from the two files' bytes (open_idx reads the files and calls this; the fuzzer
+/// calls it directly). `images` and `labels` name the sources in errors.
+Dataset open_idx_bytes(std::span<const std::uint8_t> images_data, std::span<const std::uint8_t> labels_data,
+                       std::string name, const std::string& images = "images", const std::string& labels = "labels");
 
 /// A source as the command line names it: "fashion-mnist" (= "fashion-mnist:train"),
 /// "fashion-mnist:test", a folder (ImageFolder), or a list file (.csv, .txt, .lst). The name

@@ -201,6 +201,32 @@ std::vector<EpochMetrics> read_history(const fs::path& path, int epochs) {
   return history;
 }
 
+/// Cuts metrics.csv to its header and first `epochs` rows (written atomically).
+static void keep_metrics_rows(const fs::path& path, int epochs) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::string text, line;
+  for (int row = 0; row <= epochs && std::getline(in, line); ++row) text += line + "\n";
+  in.close();
+  const fs::path temp = path.string() + ".tmp";
+  {
+    std::ofstream out(temp, std::ios::trunc);
+    out << text;
+    if (!out.flush()) throw IoError(temp.string() + ": cannot write");
+  }
+  fs::rename(temp, path);
+}
+
+/// Removes the temporary files of checkpoint writes that a killed process left behind
+/// (".last.ckpt.tmp-PID-N-A", see model/checkpoint.cpp); the run folder belongs to one run.
+static void remove_stale_checkpoint_temps(const fs::path& dir) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.size() > 1 && name[0] == '.' && name.find(".ckpt.tmp-") != std::string::npos) fs::remove(entry.path(), ec);
+  }
+}
+
 std::vector<int> plan_snapshots(int snapshots, int epochs, model::Schedule& schedule) {
   if (snapshots <= 0) return {};
   const std::string k = std::to_string(snapshots);
@@ -298,6 +324,7 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
     // Everything the remaining epochs depend on comes back: weights, statistics, optimizer
     // moments, the step (dropout masks) and epoch (order, augmentation), the excluded samples.
     const auto ckpt = model::load_checkpoint((out / "last.ckpt").string());
+    remove_stale_checkpoint_temps(out);
     model::restore_net(net, ckpt);
     model::OptimizerState optimizer_state;
     for (const auto& [name, tensor] : ckpt.optimizer_state) {
@@ -337,6 +364,9 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
     write_text(out / "config.json", config.dump(2) + "\n");
   }
   std::vector<EpochMetrics> history = resume ? read_history(out / "metrics.csv", first_epoch) : std::vector<EpochMetrics>{};
+  // A run killed after writing an epoch's metrics row but before its last.ckpt redoes that
+  // epoch: keep only the header and the rows of the epochs last.ckpt holds, so none repeats.
+  if (resume) keep_metrics_rows(out / "metrics.csv", first_epoch);
   std::ofstream metrics(out / "metrics.csv", resume ? std::ios::app : std::ios::trunc);
   if (!resume)
     metrics << "epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds"
@@ -471,7 +501,9 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
       ++since_best;
     }
     const auto ckpt = checkpoint_of(epoch + 1, step);
-    model::save_checkpoint((out / "last.ckpt").string(), ckpt);
+    // last.ckpt is the commit point of the epoch, so it is written last: a crash (SIGKILL,
+    // power loss) before it makes --resume redo this epoch, which rewrites best.ckpt and the
+    // snapshot with the same bytes; written first, a crash between the writes would lose them.
     if (best) model::save_checkpoint((out / "best.ckpt").string(), ckpt);
     const auto snapshot = std::find(snapshot_epochs.begin(), snapshot_epochs.end(), epoch + 1);
     if (snapshot != snapshot_epochs.end()) {
@@ -479,6 +511,7 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
       model::save_checkpoint(file.string(), ckpt);
       log("  snapshot " + file.string() + " (end of a learning-rate cycle, lr " + std::to_string(lr) + ")");
     }
+    model::save_checkpoint((out / "last.ckpt").string(), ckpt);
     if (!best && c.early_stop > 0 && since_best >= c.early_stop) {
       summary.stopped_early = true;
       log("early stop: no better validation accuracy for " + std::to_string(c.early_stop) + " epochs");

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages augflow needs. Idempotent and quiet when all are present.
-# Set AUGFLOW_WITH_PEERS=1 to also install the benchmark peers (PyTorch, torchvision).
+# Set AUGFLOW_WITH_PEERS=1 to also install the benchmark peers (PyTorch, torchvision), and
+# AUGFLOW_WITH_CLANG=1 for clang with libFuzzer's runtime (the fuzz stage, scripts/fuzz.sh).
 set -euo pipefail
 
 packages=(
@@ -12,6 +13,10 @@ packages=(
 )
 if [[ "${AUGFLOW_WITH_PEERS:-0}" == 1 ]]; then
   packages+=(python3-torch python3-torchvision python3-pil libopenblas0-pthread)
+fi
+if [[ "${AUGFLOW_WITH_CLANG:-0}" == 1 ]]; then
+  # libclang-rt-14-dev (libFuzzer, clang's sanitizer runtimes) is only a recommendation of clang.
+  packages+=(clang libclang-rt-14-dev)
 fi
 
 missing=()
