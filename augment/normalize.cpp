@@ -21,7 +21,7 @@ Args default_args() {
 
 }  // namespace
 
-Normalize::Normalize() : args_(default_args()) {}
+Normalize::Normalize() : args_(default_args()) { build_tables(); }
 
 Normalize::Normalize(const Args& args) : args_(args) {
   std::string preset = args.word("preset");
@@ -42,6 +42,7 @@ Normalize::Normalize(const Args& args) : args_(args) {
       std_[c] = stdev[stdev.size() == 1 ? 0 : c];
       if (!(std_[c] > 0)) throw ConfigError("normalize: std values must be > 0, got " + format_number(std_[c]));
     }
+    build_tables();
     return;
   }
   if (!mean.empty() || !stdev.empty())
@@ -50,19 +51,21 @@ Normalize::Normalize(const Args& args) : args_(args) {
     mean_ = kImagenetMean;
     std_ = kImagenetStd;
   }
+  build_tables();
+}
+
+void Normalize::build_tables() {
+  for (int c = 0; c < 4; ++c) {
+    const double m = c == 3 ? (mean_[0] + mean_[1] + mean_[2]) / 3 : mean_[c];
+    const double s = c == 3 ? (std_[0] + std_[1] + std_[2]) / 3 : std_[c];
+    for (int v = 0; v < 256; ++v) tables_[c][v] = static_cast<float>((v / 255.0 - m) / s);
+  }
 }
 
 void Normalize::to_chw(const cv::Mat& image, float* chw) const {
   check_image(image, "normalize");
   const int channels = image.channels();
   const std::size_t plane = image.total();
-  // One table per output plane: value -> (v/255 - mean)/std. Grey uses the mean of the three.
-  std::array<std::array<float, 256>, 3> table;
-  for (int c = 0; c < channels; ++c) {
-    const double m = channels == 1 ? (mean_[0] + mean_[1] + mean_[2]) / 3 : mean_[c];
-    const double s = channels == 1 ? (std_[0] + std_[1] + std_[2]) / 3 : std_[c];
-    for (int v = 0; v < 256; ++v) table[c][v] = static_cast<float>((v / 255.0 - m) / s);
-  }
   float* r = chw;
   float* g = chw + plane;
   float* b = chw + 2 * plane;
@@ -70,13 +73,13 @@ void Normalize::to_chw(const cv::Mat& image, float* chw) const {
   for (int y = 0; y < image.rows; ++y) {
     const std::uint8_t* px = image.ptr<std::uint8_t>(y);
     if (channels == 1) {
-      for (int x = 0; x < image.cols; ++x, ++i) chw[i] = table[0][px[x]];
+      for (int x = 0; x < image.cols; ++x, ++i) chw[i] = tables_[3][px[x]];
     } else {
       // Memory is BGR; planes are written R, G, B.
       for (int x = 0; x < image.cols; ++x, ++i, px += 3) {
-        b[i] = table[2][px[0]];
-        g[i] = table[1][px[1]];
-        r[i] = table[0][px[2]];
+        b[i] = tables_[2][px[0]];
+        g[i] = tables_[1][px[1]];
+        r[i] = tables_[0][px[2]];
       }
     }
   }

@@ -30,6 +30,10 @@ class Normalize {
   Args args_;
   std::array<double, 3> mean_{0, 0, 0};
   std::array<double, 3> std_{1, 1, 1};
+  /// value -> (v/255 - mean)/std for R, G, B and (last) grey, which uses the means of the three;
+  /// built once because to_chw runs for every sample and view.
+  std::array<std::array<float, 256>, 4> tables_{};
+  void build_tables();
 };
 
 }  // namespace augflow::augment
