@@ -25,28 +25,37 @@ void check(const Regularizer& reg) {
   }
 }
 
+/// Σ term(v[i]) in double over 8 interleaved partial sums, added in a fixed order at the end:
+/// one running sum is a chain of dependent additions that runs ~8x slower (it cost a tenth
+/// of a two-layer net's training step), and a fixed order keeps the value reproducible.
+template <typename Term>
+double lane_sum(const float* v, std::size_t n, Term term) {
+  constexpr std::size_t kLanes = 8;
+  double lanes[kLanes] = {};
+  std::size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (std::size_t l = 0; l < kLanes; ++l) lanes[l] += term(static_cast<double>(v[i + l]));
+  for (std::size_t l = 0; i < n; ++i, ++l) lanes[l] += term(static_cast<double>(v[i]));
+  double sum = 0.0;
+  for (double lane : lanes) sum += lane;
+  return sum;
+}
+
 /// Σ over one tensor of the penalty's per-weight term (without λ), in double.
 double sum_terms(RegularizerKind kind, double beta, const Tensor& w) {
-  double sum = 0.0;
   const float* v = w.data();
   const std::size_t n = w.size();
   switch (kind) {
     case RegularizerKind::l2:
-      for (std::size_t i = 0; i < n; ++i) sum += static_cast<double>(v[i]) * v[i];
-      break;
+      return lane_sum(v, n, [](double x) { return x * x; });
     case RegularizerKind::l1:
-      for (std::size_t i = 0; i < n; ++i) sum += std::fabs(static_cast<double>(v[i]));
-      break;
+      return lane_sum(v, n, [](double x) { return std::fabs(x); });
     case RegularizerKind::elastic:
-      for (std::size_t i = 0; i < n; ++i) {
-        const double x = v[i];
-        sum += beta * x * x + std::fabs(x);
-      }
-      break;
+      return lane_sum(v, n, [beta](double x) { return beta * x * x + std::fabs(x); });
     case RegularizerKind::none:
       break;
   }
-  return sum;
+  return 0.0;
 }
 
 double penalty(const Regularizer& reg, const std::vector<Param*>& params, bool add_gradient) {
