@@ -142,7 +142,7 @@ void Conv2d::reserve_chunks(int chunks, bool backward) {
     db_part_.resize(chunks);
   }
   for (int c = 0; c < chunks; ++c) {
-    if (dcol_[c].size() < col_size) dcol_[c].resize(col_size);
+    if (input_gradient_ && dcol_[c].size() < col_size) dcol_[c].resize(col_size);
     dw_part_[c].resize(weight_.value.size());
     db_part_[c].resize(out_);
   }
@@ -178,7 +178,7 @@ void Conv2d::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor
   const int n = x.shape().n;
   const int ckk = c_ * k_ * k_;
   const int hw = ho_ * wo_;
-  dx.resize(x.shape());
+  if (input_gradient_) dx.resize(x.shape());
   const ChunkLayout layout(n);
   reserve_chunks(layout.count, true);
   const ConstMatrixMap w(weight_.value.data(), out_, ckk);
@@ -201,6 +201,7 @@ void Conv2d::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor
       // another allocation round differently (bit-identical results need a fixed order).
       if (has_bias_)
         for (int j = 0; j < hw; ++j) db += dyi.col(j);
+      if (!input_gradient_) continue;
       if (pointwise()) {
         MatrixMap(dx.sample(i), ckk, hw).noalias() = w.transpose() * dyi;
       } else {

@@ -87,16 +87,18 @@ void Dense::forward(const Tensor& x, Tensor& y, const ForwardContext& ctx) {
 void Dense::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) {
   (void)y;
   const int n = x.shape().n;
-  dx.resize(x.shape());
   const ConstMatrixMap w(masked_ ? masked_w_.data() : weight_.value.data(), out_, in_);
   const ConstMatrixMap xm(x.data(), n, in_);
   const ConstMatrixMap dym(dy.data(), n, out_);
-  MatrixMap dxm(dx.data(), n, in_);
   const std::size_t work = static_cast<std::size_t>(n) * (in_ + out_) * 4;
-  // dx = dy W (rows independent: chunks over the batch).
-  for_each_chunk(n, work, [&](int, int begin, int end) {
-    dxm.middleRows(begin, end - begin).noalias() = dym.middleRows(begin, end - begin) * w;
-  });
+  if (input_gradient_) {
+    dx.resize(x.shape());
+    MatrixMap dxm(dx.data(), n, in_);
+    // dx = dy W (rows independent: chunks over the batch).
+    for_each_chunk(n, work, [&](int, int begin, int end) {
+      dxm.middleRows(begin, end - begin).noalias() = dym.middleRows(begin, end - begin) * w;
+    });
+  }
   // dW += dy^T x and db += column sums of dy: chunks over the OUTPUT rows of W, each a whole-
   // batch product, so no partial buffers are needed (an out x in buffer per chunk would be large
   // for wide layers) and the layout depends only on `out`.

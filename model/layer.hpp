@@ -75,6 +75,15 @@ class Layer {
     (void)in;
     return 0.0;
   }
+
+  /// Whether backward must write dx. Net turns it off for its first layer, whose input is the
+  /// data (as PyTorch does for inputs that do not require a gradient): there dx would cost an
+  /// fc or conv layer as much as its weight gradient. Layers may ignore it and write dx anyway.
+  void set_input_gradient(bool needed) { input_gradient_ = needed; }
+  bool input_gradient() const { return input_gradient_; }
+
+ protected:
+  bool input_gradient_ = true;
 };
 
 using LayerPtr = std::unique_ptr<Layer>;

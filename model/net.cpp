@@ -122,6 +122,7 @@ Net::Net(const ModelSpec& spec, Shape input, int classes) : spec_(spec), input_(
                      std::to_string(classes));
   activations_.resize(layers_.size());
   gradients_.resize(layers_.size());
+  layers_.front()->set_input_gradient(false);  // nothing consumes d(loss)/d(data)
 }
 
 void Net::initialize(std::uint64_t seed) {

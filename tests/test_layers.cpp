@@ -18,6 +18,7 @@
 #include "common/error.hpp"
 #include "common/rng.hpp"
 #include "model/batch_norm.hpp"
+#include "model/config.hpp"
 #include "model/conv.hpp"
 #include "model/dense.hpp"
 #include "model/dropout.hpp"
@@ -414,6 +415,34 @@ TEST(Dense, BitIdenticalWithOneOrTwoThreads) {
   EXPECT_EQ(out[0], out[1]);
   EXPECT_EQ(dx[0], dx[1]);
   EXPECT_EQ(dw[0], dw[1]);
+}
+
+// Net turns the input gradient off for its first layer: fc and conv then skip dx (a third of
+// a two-layer net's step) and must give the same weight gradients, bit for bit.
+TEST(FirstLayer, SkippingTheInputGradientKeepsTheWeightGradients) {
+  const Shape in{9, 3, 8, 8};
+  const Tensor x = make_input(in, Input::uniform, 3);
+  for (const LayerSpec& spec : {LayerSpec{"fc", {{"out", 6}}}, LayerSpec{"conv", {{"out", 4}, {"k", 3}, {"p", 1}}},
+                                LayerSpec{"conv", {{"out", 4}, {"k", 1}}}}) {
+    std::vector<std::vector<float>> grads[2];
+    Tensor dx[2];
+    for (int skip = 0; skip < 2; ++skip) {
+      LayerPtr layer = build(spec, in);
+      layer->set_input_gradient(skip == 0);
+      Tensor y;
+      layer->forward(x, y, {});
+      const Tensor dy = make_input(y.shape(), Input::uniform, 4);
+      layer->backward(x, y, dy, dx[skip]);
+      for (Param* p : layer->params()) grads[skip].push_back(p->grad.values());
+    }
+    EXPECT_EQ(grads[0], grads[1]) << spec.kind;
+    EXPECT_EQ(dx[0].size(), x.size()) << spec.kind;
+    EXPECT_EQ(dx[1].size(), 0u) << spec.kind << ": dx was written although it was not needed";
+  }
+  // And Net asks for it nowhere but below its first layer.
+  Net net(parse_model_spec("fc8-relu-fc3", 3), Shape{0, 1, 4, 4}, 3);
+  EXPECT_FALSE(net.layer(0).input_gradient());
+  EXPECT_TRUE(net.layer(net.layer_count() - 1).input_gradient());
 }
 
 TEST(Residual, BitIdenticalWithOneOrTwoThreads) {
