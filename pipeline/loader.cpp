@@ -9,12 +9,15 @@
 #include <map>
 #include <mutex>
 #include <thread>
+#include <type_traits>
+#include <utility>
 
 #include <oneapi/tbb/flow_graph.h>
 #include <opencv2/core.hpp>
 
 #include "augment/decode.hpp"
 #include "common/error.hpp"
+#include "common/tsan.hpp"
 
 namespace augflow::pipeline {
 namespace flow = tbb::flow;
@@ -121,6 +124,70 @@ struct Done {
   bool ok = false;
 };
 
+/// A flow-graph message that states its own hand-overs to ThreadSanitizer (common/tsan.hpp).
+/// oneTBB copies a message into its tasks and buffers on one thread and passes it to a node
+/// body, or destroys it, on another, through atomics TSan cannot see. Each copy publishes
+/// itself at its own address once written, and whoever reads, overwrites or destroys it takes
+/// it from there first: the edge orders this message's data only, wherever oneTBB moves it.
+/// oneTBB also recycles a message's memory (its tasks come from a pool) without TSan seeing
+/// it, so construction takes over the address first and destruction hands it on last: the
+/// value lives in a union so that the destructor can end it between the two.
+/// Outside TSan builds it is a T with T's own copies and moves.
+template <typename T>
+class Message {
+ public:
+  // Each constructor claims the address before it writes the value, and publishes it after.
+  Message() : value_((claim(), T{})) { tbb_handoff_release(this); }
+  Message(T value) : value_((claim(), std::move(value))) { tbb_handoff_release(this); }  // NOLINT: implicit, bodies return T
+  Message(const Message& other) : value_((claim(), other.get())) { tbb_handoff_release(this); }
+  Message(Message&& other) noexcept(std::is_nothrow_move_constructible_v<T>)
+      : value_((claim(), std::move(other.take()))) {
+    tbb_handoff_release(this);
+  }
+  Message& operator=(const Message& other) {
+    if (this != &other) take() = other.get();
+    tbb_handoff_release(this);
+    return *this;
+  }
+  Message& operator=(Message&& other) noexcept(std::is_nothrow_move_assignable_v<T>) {
+    if (this != &other) take() = std::move(other.take());
+    tbb_handoff_release(this);
+    return *this;
+  }
+  ~Message() {
+    take().~T();
+    tbb_handoff_release(this);
+  }
+
+  const T& get() const {
+    tbb_handoff_acquire(this);
+    return value_;
+  }
+
+ private:
+  T& take() {
+    tbb_handoff_acquire(this);
+    return value_;
+  }
+  /// Takes over this address from its earlier occupant (its destructor's hand-over).
+  void claim() const { tbb_handoff_acquire(this); }
+  union {
+    T value_;
+  };
+};
+
+/// Makes wait_for_all's return visible to ThreadSanitizer (common/tsan.hpp). It returns once
+/// every task of the graph has released the graph's wait context, after all its work: TSan
+/// sees those releases (atomics in oneTBB's headers) but not the wait, which is inside
+/// libtbb.so. Reserving and releasing the same wait context once more is an acquire of all of
+/// them that TSan sees. Only in TSan builds; call it when nothing else waits for the graph.
+void see_wait_for_all(flow::graph& graph) {
+  if constexpr (kTsanBuild) {
+    graph.reserve_wait();
+    graph.release_wait();
+  }
+}
+
 }  // namespace
 
 class EpochRun {
@@ -145,8 +212,9 @@ class EpochRun {
   void shutdown() {
     stop();
     if (!graph_) return;
-    ctx_.arena->execute([this] {
+    execute_in_arena(*ctx_.arena, [this] {
       graph_->wait_for_all();
+      see_wait_for_all(*graph_);  // the nodes and messages the tasks touched, to their destructors
       batcher_.reset();
       sequencer_.reset();
       augment_.reset();
@@ -166,41 +234,54 @@ class EpochRun {
     }
     const int threads = ctx_.options->threads;
     const std::size_t tokens = static_cast<std::size_t>(ctx_.options->prefetch_batches) * ctx_.options->batch_size;
-    ctx_.arena->execute([&] {
-      graph_ = std::make_unique<flow::graph>();
-      source_ = std::make_unique<flow::input_node<Work>>(*graph_, [this](tbb::flow_control& control) {
-        if (stopping_.load() || next_position_ >= order_.size()) {
-          control.stop();
-          return Work{};
-        }
-        const std::uint64_t position = next_position_++;
-        return Work{position, order_[position]};
-      });
-      limiter_ = std::make_unique<flow::limiter_node<Work, long>>(*graph_, tokens);
-      decode_ = std::make_unique<flow::function_node<Work, Decoded>>(
-          *graph_, threads, [this](const Work& work) { return decode(work); });
-      augment_ = std::make_unique<flow::function_node<Decoded, Done>>(
-          *graph_, threads, [this](const Decoded& decoded) { return augment(decoded); });
-      sequencer_ = std::make_unique<flow::sequencer_node<Done>>(
-          *graph_, [](const Done& done) { return static_cast<std::size_t>(done.position); });
-      batcher_ = std::make_unique<flow::function_node<Done, flow::continue_msg>>(
-          *graph_, flow::serial, [this](const Done& done) {
-            assemble(done);
-            return flow::continue_msg();
-          });
-      flow::make_edge(*source_, *limiter_);
-      flow::make_edge(*limiter_, *decode_);
-      flow::make_edge(*decode_, *augment_);
-      flow::make_edge(*augment_, *sequencer_);
-      flow::make_edge(*sequencer_, *batcher_);
+    execute_in_arena(*ctx_.arena, [&] {
+      {
+        // oneTBB hands the nodes to its threads itself, partly from tasks of its own that no
+        // annotation reaches (common/tsan.hpp); the members are published by the release below.
+        const UnrecordedTbbConstruction construction;
+        graph_ = std::make_unique<flow::graph>();
+        source_ = std::make_unique<flow::input_node<Message<Work>>>(*graph_, [this](tbb::flow_control& control) {
+          // The run's state, written before activate(); and the previous call's next_position_
+          // (input_node calls its body serially, but not always on the same thread).
+          tbb_handoff_acquire(this);
+          tbb_handoff_acquire(&next_position_);
+          Work work;
+          if (stopping_.load() || next_position_ >= order_.size()) {
+            control.stop();
+          } else {
+            const std::uint64_t position = next_position_++;
+            work = Work{position, order_[position]};
+          }
+          tbb_handoff_release(&next_position_);
+          return Message<Work>(work);
+        });
+        limiter_ = std::make_unique<flow::limiter_node<Message<Work>, long>>(*graph_, tokens);
+        decode_ = std::make_unique<flow::function_node<Message<Work>, Message<Decoded>>>(
+            *graph_, threads, [this](const Message<Work>& work) { return Message<Decoded>(decode(work.get())); });
+        augment_ = std::make_unique<flow::function_node<Message<Decoded>, Message<Done>>>(
+            *graph_, threads, [this](const Message<Decoded>& decoded) { return Message<Done>(augment(decoded.get())); });
+        sequencer_ = std::make_unique<flow::sequencer_node<Message<Done>>>(
+            *graph_, [](const Message<Done>& done) { return static_cast<std::size_t>(done.get().position); });
+        batcher_ = std::make_unique<flow::function_node<Message<Done>, flow::continue_msg>>(
+            *graph_, flow::serial, [this](const Message<Done>& done) {
+              assemble(done.get());
+              return flow::continue_msg();
+            });
+        flow::make_edge(*source_, *limiter_);
+        flow::make_edge(*limiter_, *decode_);
+        flow::make_edge(*decode_, *augment_);
+        flow::make_edge(*augment_, *sequencer_);
+        flow::make_edge(*sequencer_, *batcher_);
+      }
       // wait_for_all must not return while the graph only waits for the consumer to give
       // tokens back: the reservation is released when the last batch is out, or on stop/error.
       graph_->reserve_wait();
       reserved_ = true;
+      tbb_handoff_release(this);  // everything above, to the source body
       source_->activate();
     });
     runner_ = std::thread([this] {
-      ctx_.arena->execute([this] { graph_->wait_for_all(); });
+      execute_in_arena(*ctx_.arena, [this] { graph_->wait_for_all(); });
       finish();
     });
   }
@@ -309,6 +390,7 @@ class EpochRun {
       storage.labels[row] = ctx_.data->labels[decoded.sample];
       storage.ids[row] = decoded.sample;
       storage.filled[row] = 1;
+      tbb_handoff_release(&storage);  // the row, to the batcher's compact()
       return {decoded.position, true};
     } catch (...) {
       fail(std::current_exception());
@@ -341,6 +423,7 @@ class EpochRun {
     storage.labels[decoded.position - storage.first] = ctx_.data->labels[decoded.sample];
     storage.ids[decoded.position - storage.first] = decoded.sample;
     storage.filled[decoded.position - storage.first] = 1;
+    tbb_handoff_release(&storage);  // the rows, to the batcher's compact()
     return {decoded.position, true};
   }
 
@@ -359,7 +442,12 @@ class EpochRun {
           building_.erase(it);
         }
       }
-      if (storage) storage->compact();
+      if (storage) {
+        // Every row of the batch was written by an augment body before its Done message went
+        // out; the sequencer passed them all before this one.
+        tbb_handoff_acquire(storage.get());
+        storage->compact();
+      }
       if (!storage || storage->count == 0 || stopping_.load()) {
         // Nothing usable (or stopping): give the tokens back at once.
         if (storage) {
@@ -433,12 +521,12 @@ class EpochRun {
   std::uint64_t next_position_ = 0;  // only the source body touches it (serial)
 
   std::unique_ptr<flow::graph> graph_;
-  std::unique_ptr<flow::input_node<Work>> source_;
-  std::unique_ptr<flow::limiter_node<Work, long>> limiter_;
-  std::unique_ptr<flow::function_node<Work, Decoded>> decode_;
-  std::unique_ptr<flow::function_node<Decoded, Done>> augment_;
-  std::unique_ptr<flow::sequencer_node<Done>> sequencer_;
-  std::unique_ptr<flow::function_node<Done, flow::continue_msg>> batcher_;
+  std::unique_ptr<flow::input_node<Message<Work>>> source_;
+  std::unique_ptr<flow::limiter_node<Message<Work>, long>> limiter_;
+  std::unique_ptr<flow::function_node<Message<Work>, Message<Decoded>>> decode_;
+  std::unique_ptr<flow::function_node<Message<Decoded>, Message<Done>>> augment_;
+  std::unique_ptr<flow::sequencer_node<Message<Done>>> sequencer_;
+  std::unique_ptr<flow::function_node<Message<Done>, flow::continue_msg>> batcher_;
   std::thread runner_;
   bool reserved_ = false;
   std::atomic<bool> released_{false};
