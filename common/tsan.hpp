@@ -1,18 +1,22 @@
-// Happens-before annotations for the hand-overs that oneTBB makes where ThreadSanitizer cannot
-// see them.
+// Happens-before annotations for the hand-overs between threads that ThreadSanitizer cannot
+// see inside oneTBB, for TSan builds (AUGFLOW_SANITIZE=thread).
 //
-// Debian's libtbb.so is not built with -fsanitize=thread: a task spawned by one thread and run
-// by another, a flow-graph message queued by one node body and taken by the next, the end of a
-// parallel_for's chunks and the return of the call that waits for them all synchronise through
-// atomics inside that library. TSan then sees data written before a hand-over and read after it
-// as a race. At each such hand-over augflow's code states the edge itself: the side that hands
-// data over calls tbb_handoff_release(sync) after its last write, the side that takes it calls
-// tbb_handoff_acquire(sync) before its first read, with `sync` an address tied to the data
-// handed over (the message, the batch's storage, the chunk loop), so that the edge orders only
-// that data, as oneTBB itself does. Nothing else is ordered: a race between two node bodies or
-// two chunks that oneTBB does not order either is still reported.
+// Debian's libtbb.so is not built with -fsanitize=thread: the atomics through which it hands a
+// task from the thread that spawns it to the thread that runs it, and returns from a wait, are
+// invisible to TSan. oneTBB itself states those hand-overs for Intel's threading tools, and
+// tsan/tbb_itt_bridge.cpp turns its statements into TSan edges: every task, parallel_for
+// chunk, flow-graph message and wait is covered that way, precisely (see there). Two kinds of
+// hand-over remain that oneTBB does not state, and augflow states them here:
+// - arena.execute(f) from a thread that finds no free slot in the arena: oneTBB runs f on one
+//   of the arena's threads while the caller waits inside libtbb.so (execute_in_arena below);
+// - task memory that oneTBB's small-object pool recycles from one thread to another: an object
+//   of augflow's that oneTBB builds there (a flow-graph message, pipeline/loader.cpp) claims the
+//   address before writing and hands it on when it is destroyed.
+// The side that hands data over calls tbb_handoff_release(sync) after its last write, the side
+// that takes it calls tbb_handoff_acquire(sync) before its first access, with `sync` an
+// address tied to the data handed over, so that the edge orders only that data.
 //
-// Without TSan (every normal build) both functions are empty inline functions: they compile to
+// Without TSan (every normal build) the functions are empty inline functions: they compile to
 // nothing. The `sync` address is only a name for TSan's bookkeeping; it is never dereferenced.
 #pragma once
 
@@ -28,24 +32,12 @@
 
 #if defined(AUGFLOW_TSAN)
 #include <sanitizer/tsan_interface.h>
-// TSan's dynamic annotations (its runtime defines them; no header declares them).
-extern "C" void AnnotateIgnoreWritesBegin(const char* file, int line);
-extern "C" void AnnotateIgnoreWritesEnd(const char* file, int line);
 #endif
 
 namespace augflow {
 
-/// True in a ThreadSanitizer build.
-inline constexpr bool kTsanBuild =
-#if defined(AUGFLOW_TSAN)
-    true;
-#else
-    false;
-#endif
-
-/// What this thread wrote so far happens before whatever a later tbb_handoff_acquire(sync) on
-/// any thread is followed by. Call it where data is handed to oneTBB (before spawning the work
-/// that reads it, at the end of a node body or chunk that wrote it).
+/// What this thread wrote so far happens before whatever follows a later
+/// tbb_handoff_acquire(sync) on any thread. Call it where data is handed to oneTBB.
 inline void tbb_handoff_release([[maybe_unused]] const void* sync) {
 #if defined(AUGFLOW_TSAN)
   __tsan_release(const_cast<void*>(sync));
@@ -53,8 +45,7 @@ inline void tbb_handoff_release([[maybe_unused]] const void* sync) {
 }
 
 /// Everything before every earlier tbb_handoff_release(sync) happens before what this thread
-/// does next. Call it where oneTBB hands data back (at the start of a node body or chunk, after
-/// parallel_for, wait or wait_for_all returns).
+/// does next. Call it where oneTBB hands the data back.
 inline void tbb_handoff_acquire([[maybe_unused]] const void* sync) {
 #if defined(AUGFLOW_TSAN)
   __tsan_acquire(const_cast<void*>(sync));
@@ -97,22 +88,5 @@ void execute_in_arena(Arena& arena, Functor&& functor) {
   tbb_handoff_release(&call);
   arena.execute(call);
 }
-
-/// While it lives, TSan records none of this thread's plain writes. Only for building oneTBB
-/// objects (flow-graph nodes and edges) that oneTBB itself then hands to its threads: the
-/// first task that touches a node may be one of oneTBB's own (a buffer's forward task), spawned
-/// inside libtbb.so where no annotation can go, so TSan would see the node's construction race
-/// with oneTBB's first use of it. Reads, atomics and other threads are still checked.
-class UnrecordedTbbConstruction {
- public:
-#if defined(AUGFLOW_TSAN)
-  UnrecordedTbbConstruction() { AnnotateIgnoreWritesBegin(__FILE__, __LINE__); }
-  ~UnrecordedTbbConstruction() { AnnotateIgnoreWritesEnd(__FILE__, __LINE__); }
-#else
-  UnrecordedTbbConstruction() = default;
-#endif
-  UnrecordedTbbConstruction(const UnrecordedTbbConstruction&) = delete;
-  UnrecordedTbbConstruction& operator=(const UnrecordedTbbConstruction&) = delete;
-};
 
 }  // namespace augflow

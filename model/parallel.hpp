@@ -25,8 +25,6 @@
 #include <tbb/partitioner.h>
 #include <tbb/task_group.h>
 
-#include "common/tsan.hpp"
-
 namespace augflow::model {
 
 /// Flush-to-zero and denormals-are-zero on the current thread while it lives (x86: two bits of
@@ -70,23 +68,6 @@ struct ChunkLayout {
   int end(int chunk) const { return std::min(n, (chunk + 1) * size); }
 };
 
-/// The two hand-overs of one parallel loop that oneTBB makes out of ThreadSanitizer's sight
-/// (common/tsan.hpp): what the caller wrote before the loop, to every chunk; what every chunk
-/// wrote, to the caller once parallel_for returns. Two addresses, so that the chunks stay
-/// unordered among themselves: a race between two chunks of a loop is still reported.
-/// Empty, and optimised away, outside TSan builds.
-class LoopHandoff {
- public:
-  void to_chunks() const { tbb_handoff_release(&to_chunks_); }
-  void chunk_begins() const { tbb_handoff_acquire(&to_chunks_); }
-  void chunk_ends() const { tbb_handoff_release(&to_caller_); }
-  void to_caller() const { tbb_handoff_acquire(&to_caller_); }
-
- private:
-  char to_chunks_ = 0;  // only their addresses are used
-  char to_caller_ = 0;
-};
-
 /// Runs body(chunk, begin, end) for every chunk of a batch of `n` samples. `work` is a rough
 /// count of floats touched: below a threshold the chunks run serially, in order, on the
 /// calling thread (task overhead would dominate). Serial or parallel, each chunk computes the
@@ -101,17 +82,12 @@ void for_each_chunk(int n, std::size_t work, Body&& body) {
   }
   tbb::task_group_context context;  // the caller's floating-point mode, for every chunk
   context.capture_fp_settings();
-  const LoopHandoff handoff;
-  handoff.to_chunks();
   tbb::parallel_for(
       tbb::blocked_range<int>(0, layout.count, 1),
       [&](const tbb::blocked_range<int>& r) {
-        handoff.chunk_begins();
         for (int c = r.begin(); c < r.end(); ++c) body(c, layout.begin(c), layout.end(c));
-        handoff.chunk_ends();
       },
       tbb::simple_partitioner(), context);
-  handoff.to_caller();
 }
 
 /// Runs body(begin, end) over [0, count) of independent items (channels, units) in parallel.
@@ -125,17 +101,9 @@ void for_each_range(int count, std::size_t work, Body&& body) {
   }
   tbb::task_group_context context;  // the caller's floating-point mode, for every range
   context.capture_fp_settings();
-  const LoopHandoff handoff;
-  handoff.to_chunks();
-  tbb::parallel_for(
-      tbb::blocked_range<int>(0, count),
-      [&](const tbb::blocked_range<int>& r) {
-        handoff.chunk_begins();
-        body(r.begin(), r.end());
-        handoff.chunk_ends();
-      },
-      tbb::auto_partitioner(), context);
-  handoff.to_caller();
+  tbb::parallel_for(tbb::blocked_range<int>(0, count),
+                    [&](const tbb::blocked_range<int>& r) { body(r.begin(), r.end()); }, tbb::auto_partitioner(),
+                    context);
 }
 
 }  // namespace augflow::model

@@ -124,69 +124,43 @@ struct Done {
   bool ok = false;
 };
 
-/// A flow-graph message that states its own hand-overs to ThreadSanitizer (common/tsan.hpp).
-/// oneTBB copies a message into its tasks and buffers on one thread and passes it to a node
-/// body, or destroys it, on another, through atomics TSan cannot see. Each copy publishes
-/// itself at its own address once written, and whoever reads, overwrites or destroys it takes
-/// it from there first: the edge orders this message's data only, wherever oneTBB moves it.
-/// oneTBB also recycles a message's memory (its tasks come from a pool) without TSan seeing
-/// it, so construction takes over the address first and destruction hands it on last: the
-/// value lives in a union so that the destructor can end it between the two.
-/// Outside TSan builds it is a T with T's own copies and moves.
+/// A flow-graph message. oneTBB keeps messages inside its tasks, and its small-object pool
+/// recycles a task's memory from the thread that freed it to the one that allocates the next,
+/// inside libtbb.so. TSan sees every hand-over of a task (tsan/tbb_itt_bridge.cpp) but not that
+/// one, and would take a message written into recycled memory for a race with the message that
+/// was there before. So a message claims its address before it writes its value, and hands it
+/// on once its value is destroyed (the value lives in a union so that the destructor can end it
+/// first). See common/tsan.hpp. Outside TSan builds it is a T with T's own copies and moves.
 template <typename T>
 class Message {
  public:
-  // Each constructor claims the address before it writes the value, and publishes it after.
-  Message() : value_((claim(), T{})) { tbb_handoff_release(this); }
-  Message(T value) : value_((claim(), std::move(value))) { tbb_handoff_release(this); }  // NOLINT: implicit, bodies return T
-  Message(const Message& other) : value_((claim(), other.get())) { tbb_handoff_release(this); }
+  Message() : value_((claim(), T{})) {}
+  Message(T value) : value_((claim(), std::move(value))) {}  // NOLINT: implicit, bodies return T
+  Message(const Message& other) : value_((claim(), other.value_)) {}
   Message(Message&& other) noexcept(std::is_nothrow_move_constructible_v<T>)
-      : value_((claim(), std::move(other.take()))) {
-    tbb_handoff_release(this);
-  }
+      : value_((claim(), std::move(other.value_))) {}
   Message& operator=(const Message& other) {
-    if (this != &other) take() = other.get();
-    tbb_handoff_release(this);
+    value_ = other.value_;
     return *this;
   }
   Message& operator=(Message&& other) noexcept(std::is_nothrow_move_assignable_v<T>) {
-    if (this != &other) take() = std::move(other.take());
-    tbb_handoff_release(this);
+    value_ = std::move(other.value_);
     return *this;
   }
   ~Message() {
-    take().~T();
-    tbb_handoff_release(this);
+    value_.~T();
+    tbb_handoff_release(this);  // to whatever oneTBB builds here next
   }
 
-  const T& get() const {
-    tbb_handoff_acquire(this);
-    return value_;
-  }
+  const T& get() const { return value_; }
 
  private:
-  T& take() {
-    tbb_handoff_acquire(this);
-    return value_;
-  }
-  /// Takes over this address from its earlier occupant (its destructor's hand-over).
+  /// Takes this address over from its last occupant (the release in its destructor).
   void claim() const { tbb_handoff_acquire(this); }
   union {
     T value_;
   };
 };
-
-/// Makes wait_for_all's return visible to ThreadSanitizer (common/tsan.hpp). It returns once
-/// every task of the graph has released the graph's wait context, after all its work: TSan
-/// sees those releases (atomics in oneTBB's headers) but not the wait, which is inside
-/// libtbb.so. Reserving and releasing the same wait context once more is an acquire of all of
-/// them that TSan sees. Only in TSan builds; call it when nothing else waits for the graph.
-void see_wait_for_all(flow::graph& graph) {
-  if constexpr (kTsanBuild) {
-    graph.reserve_wait();
-    graph.release_wait();
-  }
-}
 
 }  // namespace
 
@@ -214,7 +188,6 @@ class EpochRun {
     if (!graph_) return;
     execute_in_arena(*ctx_.arena, [this] {
       graph_->wait_for_all();
-      see_wait_for_all(*graph_);  // the nodes and messages the tasks touched, to their destructors
       batcher_.reset();
       sequencer_.reset();
       augment_.reset();
@@ -235,49 +208,36 @@ class EpochRun {
     const int threads = ctx_.options->threads;
     const std::size_t tokens = static_cast<std::size_t>(ctx_.options->prefetch_batches) * ctx_.options->batch_size;
     execute_in_arena(*ctx_.arena, [&] {
-      {
-        // oneTBB hands the nodes to its threads itself, partly from tasks of its own that no
-        // annotation reaches (common/tsan.hpp); the members are published by the release below.
-        const UnrecordedTbbConstruction construction;
-        graph_ = std::make_unique<flow::graph>();
-        source_ = std::make_unique<flow::input_node<Message<Work>>>(*graph_, [this](tbb::flow_control& control) {
-          // The run's state, written before activate(); and the previous call's next_position_
-          // (input_node calls its body serially, but not always on the same thread).
-          tbb_handoff_acquire(this);
-          tbb_handoff_acquire(&next_position_);
-          Work work;
-          if (stopping_.load() || next_position_ >= order_.size()) {
-            control.stop();
-          } else {
-            const std::uint64_t position = next_position_++;
-            work = Work{position, order_[position]};
-          }
-          tbb_handoff_release(&next_position_);
-          return Message<Work>(work);
-        });
-        limiter_ = std::make_unique<flow::limiter_node<Message<Work>, long>>(*graph_, tokens);
-        decode_ = std::make_unique<flow::function_node<Message<Work>, Message<Decoded>>>(
-            *graph_, threads, [this](const Message<Work>& work) { return Message<Decoded>(decode(work.get())); });
-        augment_ = std::make_unique<flow::function_node<Message<Decoded>, Message<Done>>>(
-            *graph_, threads, [this](const Message<Decoded>& decoded) { return Message<Done>(augment(decoded.get())); });
-        sequencer_ = std::make_unique<flow::sequencer_node<Message<Done>>>(
-            *graph_, [](const Message<Done>& done) { return static_cast<std::size_t>(done.get().position); });
-        batcher_ = std::make_unique<flow::function_node<Message<Done>, flow::continue_msg>>(
-            *graph_, flow::serial, [this](const Message<Done>& done) {
-              assemble(done.get());
-              return flow::continue_msg();
-            });
-        flow::make_edge(*source_, *limiter_);
-        flow::make_edge(*limiter_, *decode_);
-        flow::make_edge(*decode_, *augment_);
-        flow::make_edge(*augment_, *sequencer_);
-        flow::make_edge(*sequencer_, *batcher_);
-      }
+      graph_ = std::make_unique<flow::graph>();
+      source_ = std::make_unique<flow::input_node<Message<Work>>>(*graph_, [this](tbb::flow_control& control) {
+        if (stopping_.load() || next_position_ >= order_.size()) {
+          control.stop();
+          return Message<Work>();
+        }
+        const std::uint64_t position = next_position_++;
+        return Message<Work>(Work{position, order_[position]});
+      });
+      limiter_ = std::make_unique<flow::limiter_node<Message<Work>, long>>(*graph_, tokens);
+      decode_ = std::make_unique<flow::function_node<Message<Work>, Message<Decoded>>>(
+          *graph_, threads, [this](const Message<Work>& work) { return Message<Decoded>(decode(work.get())); });
+      augment_ = std::make_unique<flow::function_node<Message<Decoded>, Message<Done>>>(
+          *graph_, threads, [this](const Message<Decoded>& decoded) { return Message<Done>(augment(decoded.get())); });
+      sequencer_ = std::make_unique<flow::sequencer_node<Message<Done>>>(
+          *graph_, [](const Message<Done>& done) { return static_cast<std::size_t>(done.get().position); });
+      batcher_ = std::make_unique<flow::function_node<Message<Done>, flow::continue_msg>>(
+          *graph_, flow::serial, [this](const Message<Done>& done) {
+            assemble(done.get());
+            return flow::continue_msg();
+          });
+      flow::make_edge(*source_, *limiter_);
+      flow::make_edge(*limiter_, *decode_);
+      flow::make_edge(*decode_, *augment_);
+      flow::make_edge(*augment_, *sequencer_);
+      flow::make_edge(*sequencer_, *batcher_);
       // wait_for_all must not return while the graph only waits for the consumer to give
       // tokens back: the reservation is released when the last batch is out, or on stop/error.
       graph_->reserve_wait();
       reserved_ = true;
-      tbb_handoff_release(this);  // everything above, to the source body
       source_->activate();
     });
     runner_ = std::thread([this] {
@@ -390,7 +350,6 @@ class EpochRun {
       storage.labels[row] = ctx_.data->labels[decoded.sample];
       storage.ids[row] = decoded.sample;
       storage.filled[row] = 1;
-      tbb_handoff_release(&storage);  // the row, to the batcher's compact()
       return {decoded.position, true};
     } catch (...) {
       fail(std::current_exception());
@@ -423,7 +382,6 @@ class EpochRun {
     storage.labels[decoded.position - storage.first] = ctx_.data->labels[decoded.sample];
     storage.ids[decoded.position - storage.first] = decoded.sample;
     storage.filled[decoded.position - storage.first] = 1;
-    tbb_handoff_release(&storage);  // the rows, to the batcher's compact()
     return {decoded.position, true};
   }
 
@@ -442,12 +400,7 @@ class EpochRun {
           building_.erase(it);
         }
       }
-      if (storage) {
-        // Every row of the batch was written by an augment body before its Done message went
-        // out; the sequencer passed them all before this one.
-        tbb_handoff_acquire(storage.get());
-        storage->compact();
-      }
+      if (storage) storage->compact();
       if (!storage || storage->count == 0 || stopping_.load()) {
         // Nothing usable (or stopping): give the tokens back at once.
         if (storage) {
