@@ -13,7 +13,9 @@
 //
 // Every TSan-built executable links it (CMakeLists.txt), and its constructor points the two
 // variables at it before main, unless they are already set; libtbb.so reads them when its
-// scheduler first starts.
+// scheduler first starts. Child processes inherit them: the tests start only augflow's own
+// TSan-built binaries. (A program without TSan that uses oneTBB would try to load this
+// library, which needs libtsan, and should be started with the variables removed.)
 #include <dlfcn.h>
 #include <stdlib.h>
 
