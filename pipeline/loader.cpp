@@ -9,12 +9,15 @@
 #include <map>
 #include <mutex>
 #include <thread>
+#include <type_traits>
+#include <utility>
 
 #include <oneapi/tbb/flow_graph.h>
 #include <opencv2/core.hpp>
 
 #include "augment/decode.hpp"
 #include "common/error.hpp"
+#include "common/tsan.hpp"
 
 namespace augflow::pipeline {
 namespace flow = tbb::flow;
@@ -121,6 +124,44 @@ struct Done {
   bool ok = false;
 };
 
+/// A flow-graph message. oneTBB keeps messages inside its tasks, and its small-object pool
+/// recycles a task's memory from the thread that freed it to the one that allocates the next,
+/// inside libtbb.so. TSan sees every hand-over of a task (tsan/tbb_itt_bridge.cpp) but not that
+/// one, and would take a message written into recycled memory for a race with the message that
+/// was there before. So a message claims its address before it writes its value, and hands it
+/// on once its value is destroyed (the value lives in a union so that the destructor can end it
+/// first). See common/tsan.hpp. Outside TSan builds it is a T with T's own copies and moves.
+template <typename T>
+class Message {
+ public:
+  Message() : value_((claim(), T{})) {}
+  Message(T value) : value_((claim(), std::move(value))) {}  // NOLINT: implicit, bodies return T
+  Message(const Message& other) : value_((claim(), other.value_)) {}
+  Message(Message&& other) noexcept(std::is_nothrow_move_constructible_v<T>)
+      : value_((claim(), std::move(other.value_))) {}
+  Message& operator=(const Message& other) {
+    value_ = other.value_;
+    return *this;
+  }
+  Message& operator=(Message&& other) noexcept(std::is_nothrow_move_assignable_v<T>) {
+    value_ = std::move(other.value_);
+    return *this;
+  }
+  ~Message() {
+    value_.~T();
+    tbb_handoff_release(this);  // to whatever oneTBB builds here next
+  }
+
+  const T& get() const { return value_; }
+
+ private:
+  /// Takes this address over from its last occupant (the release in its destructor).
+  void claim() const { tbb_handoff_acquire(this); }
+  union {
+    T value_;
+  };
+};
+
 }  // namespace
 
 class EpochRun {
@@ -145,7 +186,7 @@ class EpochRun {
   void shutdown() {
     stop();
     if (!graph_) return;
-    ctx_.arena->execute([this] {
+    execute_in_arena(*ctx_.arena, [this] {
       graph_->wait_for_all();
       batcher_.reset();
       sequencer_.reset();
@@ -166,26 +207,26 @@ class EpochRun {
     }
     const int threads = ctx_.options->threads;
     const std::size_t tokens = static_cast<std::size_t>(ctx_.options->prefetch_batches) * ctx_.options->batch_size;
-    ctx_.arena->execute([&] {
+    execute_in_arena(*ctx_.arena, [&] {
       graph_ = std::make_unique<flow::graph>();
-      source_ = std::make_unique<flow::input_node<Work>>(*graph_, [this](tbb::flow_control& control) {
+      source_ = std::make_unique<flow::input_node<Message<Work>>>(*graph_, [this](tbb::flow_control& control) {
         if (stopping_.load() || next_position_ >= order_.size()) {
           control.stop();
-          return Work{};
+          return Message<Work>();
         }
         const std::uint64_t position = next_position_++;
-        return Work{position, order_[position]};
+        return Message<Work>(Work{position, order_[position]});
       });
-      limiter_ = std::make_unique<flow::limiter_node<Work, long>>(*graph_, tokens);
-      decode_ = std::make_unique<flow::function_node<Work, Decoded>>(
-          *graph_, threads, [this](const Work& work) { return decode(work); });
-      augment_ = std::make_unique<flow::function_node<Decoded, Done>>(
-          *graph_, threads, [this](const Decoded& decoded) { return augment(decoded); });
-      sequencer_ = std::make_unique<flow::sequencer_node<Done>>(
-          *graph_, [](const Done& done) { return static_cast<std::size_t>(done.position); });
-      batcher_ = std::make_unique<flow::function_node<Done, flow::continue_msg>>(
-          *graph_, flow::serial, [this](const Done& done) {
-            assemble(done);
+      limiter_ = std::make_unique<flow::limiter_node<Message<Work>, long>>(*graph_, tokens);
+      decode_ = std::make_unique<flow::function_node<Message<Work>, Message<Decoded>>>(
+          *graph_, threads, [this](const Message<Work>& work) { return Message<Decoded>(decode(work.get())); });
+      augment_ = std::make_unique<flow::function_node<Message<Decoded>, Message<Done>>>(
+          *graph_, threads, [this](const Message<Decoded>& decoded) { return Message<Done>(augment(decoded.get())); });
+      sequencer_ = std::make_unique<flow::sequencer_node<Message<Done>>>(
+          *graph_, [](const Message<Done>& done) { return static_cast<std::size_t>(done.get().position); });
+      batcher_ = std::make_unique<flow::function_node<Message<Done>, flow::continue_msg>>(
+          *graph_, flow::serial, [this](const Message<Done>& done) {
+            assemble(done.get());
             return flow::continue_msg();
           });
       flow::make_edge(*source_, *limiter_);
@@ -200,7 +241,7 @@ class EpochRun {
       source_->activate();
     });
     runner_ = std::thread([this] {
-      ctx_.arena->execute([this] { graph_->wait_for_all(); });
+      execute_in_arena(*ctx_.arena, [this] { graph_->wait_for_all(); });
       finish();
     });
   }
@@ -433,12 +474,12 @@ class EpochRun {
   std::uint64_t next_position_ = 0;  // only the source body touches it (serial)
 
   std::unique_ptr<flow::graph> graph_;
-  std::unique_ptr<flow::input_node<Work>> source_;
-  std::unique_ptr<flow::limiter_node<Work, long>> limiter_;
-  std::unique_ptr<flow::function_node<Work, Decoded>> decode_;
-  std::unique_ptr<flow::function_node<Decoded, Done>> augment_;
-  std::unique_ptr<flow::sequencer_node<Done>> sequencer_;
-  std::unique_ptr<flow::function_node<Done, flow::continue_msg>> batcher_;
+  std::unique_ptr<flow::input_node<Message<Work>>> source_;
+  std::unique_ptr<flow::limiter_node<Message<Work>, long>> limiter_;
+  std::unique_ptr<flow::function_node<Message<Work>, Message<Decoded>>> decode_;
+  std::unique_ptr<flow::function_node<Message<Decoded>, Message<Done>>> augment_;
+  std::unique_ptr<flow::sequencer_node<Message<Done>>> sequencer_;
+  std::unique_ptr<flow::function_node<Message<Done>, flow::continue_msg>> batcher_;
   std::thread runner_;
   bool reserved_ = false;
   std::atomic<bool> released_{false};

@@ -17,6 +17,7 @@
 #include "augment/spec.hpp"
 #include "common/error.hpp"
 #include "common/rng.hpp"
+#include "common/tsan.hpp"
 #include "model/config.hpp"
 #include "model/optim.hpp"
 #include "model/regularizer.hpp"
@@ -159,7 +160,7 @@ std::optional<TrialResult> run_trial(const SearchConfig& config, const SearchSpa
   tbb::task_arena arena(threads);
   TrainSummary summary;
   try {
-    arena.execute([&] { summary = train(c, log, false, stop); });
+    execute_in_arena(arena, [&] { summary = train(c, log, false, stop); });
   } catch (const IoError&) {
     throw;
   } catch (const DataError&) {
