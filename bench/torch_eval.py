@@ -113,7 +113,7 @@ class SpecError(ValueError):
 PRESETS = {  # model/config.cpp; "C" = the data set's class count
     "twolayer": "fc50-relu-fcC",
     "mlp": "fc512-relu-drop0.2-fc256-relu-fcC",
-    "cnn-small": "conv32k3p1-bn-relu-pool2-conv64k3p1-bn-relu-pool2-fc128-relu-drop0.5-fcC",
+    "cnn-small": "conv32k3p1-bn-relu-pool2-conv64k3p1-bn-relu-pool2-fc128-relu-fcC",
     "resnet-mini": "conv16k3p1-bn-relu-res16-res32s2-res64s2-gap-fcC-sd0.8",
 }
 

@@ -80,12 +80,12 @@ except ImportError as exc:  # pragma: no cover - environment problem
 def build_model(name):
     """The same layers as augflow's presets (model/config.cpp), C = 10."""
     if name == "cnn-small":
-        # conv32k3p1-bn-relu-pool2-conv64k3p1-bn-relu-pool2-fc128-relu-drop0.5-fcC
+        # conv32k3p1-bn-relu-pool2-conv64k3p1-bn-relu-pool2-fc128-relu-fcC
         return nn.Sequential(
             nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
             nn.Flatten(),
-            nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.5),
+            nn.Linear(64 * 7 * 7, 128), nn.ReLU(),
             nn.Linear(128, CLASSES))
     if name == "mlp":
         # fc512-relu-drop0.2-fc256-relu-fcC

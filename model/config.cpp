@@ -16,7 +16,7 @@
 // Presets (C = the data set's class count):
 //   twolayer     fc50-relu-fcC                     the lecture's two-layer net
 //   mlp          fc512-relu-drop0.2-fc256-relu-fcC
-//   cnn-small    conv32k3p1-bn-relu-pool2-conv64k3p1-bn-relu-pool2-fc128-relu-drop0.5-fcC
+//   cnn-small    conv32k3p1-bn-relu-pool2-conv64k3p1-bn-relu-pool2-fc128-relu-fcC
 //                (the benchmarks' model)
 //   resnet-mini  conv16k3p1-bn-relu-res16-res32s2-res64s2-gap-fcC-sd0.8
 //                (a small ResNet, He et al. 2016, with stochastic depth, Huang et al. 2016:
@@ -99,7 +99,7 @@ struct Preset {
 constexpr Preset kPresets[] = {
     {"twolayer", "fc50-relu-fc", ""},
     {"mlp", "fc512-relu-drop0.2-fc256-relu-fc", ""},
-    {"cnn-small", "conv32k3p1-bn-relu-pool2-conv64k3p1-bn-relu-pool2-fc128-relu-drop0.5-fc", ""},
+    {"cnn-small", "conv32k3p1-bn-relu-pool2-conv64k3p1-bn-relu-pool2-fc128-relu-fc", ""},
     {"resnet-mini", "conv16k3p1-bn-relu-res16-res32s2-res64s2-gap-fc", "-sd0.8"},
 };
 

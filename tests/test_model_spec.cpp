@@ -79,7 +79,7 @@ TEST(ModelSpec, PresetsExpandWithTheClassCount) {
   EXPECT_EQ(print_model_spec(parse_model_spec("mlp", 7)), "fc512-relu-drop0.2-fc256-relu-fc7");
   // The benchmarks' model: keep in step with the README.
   EXPECT_EQ(print_model_spec(parse_model_spec("cnn-small", 10)),
-            "conv32k3p1-bn-relu-pool2-conv64k3p1-bn-relu-pool2-fc128-relu-drop0.5-fc10");
+            "conv32k3p1-bn-relu-pool2-conv64k3p1-bn-relu-pool2-fc128-relu-fc10");
   const ModelSpec resnet = parse_model_spec(" resnet-mini ", 100);
   EXPECT_EQ(print_model_spec(resnet), "conv16k3p1-bn-relu-res16-res32s2-res64s2-gap-fc100-sd0.8");
   EXPECT_EQ(resnet.survival, 0.8);
