@@ -48,7 +48,9 @@ if [[ "${AUGFLOW_CI_TSAN:-1}" != 0 ]]; then
   stage "3/4 ThreadSanitizer: loader, trainer, evaluator, net, search, chunk loops"
   cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Release -DAUGFLOW_BUILD_TESTS=ON -DAUGFLOW_SANITIZE=thread >/dev/null
   cmake --build build-tsan -j"$jobs" --target augflow_tests
-  TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$root/scripts/tsan.supp" \
+  # history_size=7 (the largest): with the default, TSan often cannot restore the stack of the
+  # earlier access of a report, and the suppressions, which match frames, then cannot match it.
+  TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:history_size=7:suppressions=$root/scripts/tsan.supp" \
     ctest --test-dir build-tsan --output-on-failure -j"$jobs" --timeout 900 \
       -R '^(Loader|BadFiles|Sampler|Train|EvalEnsemble|EvalViews|Net|CrashSafety|Search|Parallel)\.'
 else
