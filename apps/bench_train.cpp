@@ -163,7 +163,9 @@ void run_bench_train(const BenchTrainOptions& o) {
     });
     net.attach_profile(nullptr);
   }
-  // Training = forward + backward (about twice the forward's multiply-adds); 2 FLOP each.
+  // Training = forward + backward (about twice the forward's multiply-adds); 2 FLOP each. The
+  // nominal count, as PyTorch's peer states it: the first layer's input gradient, which
+  // neither side computes, is counted in, so the figure compares, not measures the FPU.
   const double gflops = net.flops_per_sample() * 3 * 2 * train_rate / 1e9;
 
   std::printf("augflow bench train: %s, batch %d, %d threads\n", model::print_model_spec(spec).c_str(), o.batch,
