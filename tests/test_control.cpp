@@ -29,17 +29,23 @@ std::vector<double> lr_column(const std::string& out) {
   return lrs;
 }
 
-TEST(Control, SetsTheLearningRateAndStopsTheRun) {
-  test::TempDir dir;
-  test::write_colour_folder(dir, 6);
+/// A linear classifier on a generated folder: epochs are quick, so control.json is read often.
+TrainConfig linear_run(const test::TempDir& dir, int images_per_class, int epochs) {
+  test::write_colour_folder(dir, images_per_class);
   TrainConfig c;
   c.train = (dir.path() / "data").string();
   c.model = "fc2";
   c.aug = "pad_crop(0,32) | normalize(none)";
-  c.batch = 4;
-  c.epochs = 5;
+  c.epochs = epochs;
   c.lr = 0.01;
   c.out = (dir.path() / "run").string();
+  return c;
+}
+
+TEST(Control, SetsTheLearningRateAndStopsTheRun) {
+  test::TempDir dir;
+  TrainConfig c = linear_run(dir, 6, 5);
+  c.batch = 4;
   std::vector<std::string> lines;
   const auto summary = train(c, [&](const std::string& line) {
     lines.push_back(line);
@@ -63,14 +69,7 @@ TEST(Control, SetsTheLearningRateAndStopsTheRun) {
 
 TEST(Control, AFileThatDoesNotParseIsIgnored) {
   test::TempDir dir;
-  test::write_colour_folder(dir, 4);
-  TrainConfig c;
-  c.train = (dir.path() / "data").string();
-  c.model = "fc2";
-  c.aug = "pad_crop(0,32) | normalize(none)";
-  c.epochs = 2;
-  c.lr = 0.01;
-  c.out = (dir.path() / "run").string();
+  const TrainConfig c = linear_run(dir, 4, 2);
   std::filesystem::create_directories(c.out);
   write_control(c.out, "{\"lr\": 0.5");
   std::vector<std::string> lines;
