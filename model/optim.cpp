@@ -43,16 +43,17 @@ class Momentum final : public Optimizer {
     const float* g = p.grad.data();
     float* v = buffers[0].data();
     const std::size_t n = p.value.size();
+    const float mu = mu_;  // a local: stores through v could otherwise alias the member
     if (nesterov_) {
-      const float one_plus_mu = 1.0f + mu_;
+      const float one_plus_mu = 1.0f + mu;
       for (std::size_t i = 0; i < n; ++i) {
         const float v_prev = v[i];
-        v[i] = mu_ * v_prev - lr * g[i];
-        w[i] += -mu_ * v_prev + one_plus_mu * v[i];
+        v[i] = mu * v_prev - lr * g[i];
+        w[i] += -mu * v_prev + one_plus_mu * v[i];
       }
     } else {
       for (std::size_t i = 0; i < n; ++i) {
-        v[i] = mu_ * v[i] - lr * g[i];
+        v[i] = mu * v[i] - lr * g[i];
         w[i] += v[i];
       }
     }
@@ -90,12 +91,19 @@ class Adam final : public Optimizer {
     const double bc2 = 1.0 - std::pow(beta2_d_, td);
     const float step_size = static_cast<float>(lr / bc1);
     const float inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(bc2));
-    const float one_minus_b1 = 1.0f - beta1_;
-    const float one_minus_b2 = 1.0f - beta2_;
+    // Locals and __restrict: the members and the four arrays could otherwise alias the stores,
+    // which keeps the loop scalar (it was a fifth of a two-layer net's training step).
+    const float beta1 = beta1_, beta2 = beta2_, epsilon = epsilon_;
+    const float one_minus_b1 = 1.0f - beta1;
+    const float one_minus_b2 = 1.0f - beta2;
+    float* __restrict wr = w;
+    float* __restrict mr = m;
+    float* __restrict vr = v;
+    const float* __restrict gr = g;
     for (std::size_t i = 0; i < n; ++i) {
-      m[i] = beta1_ * m[i] + one_minus_b1 * g[i];
-      v[i] = beta2_ * v[i] + one_minus_b2 * g[i] * g[i];
-      w[i] -= step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + epsilon_);
+      mr[i] = beta1 * mr[i] + one_minus_b1 * gr[i];
+      vr[i] = beta2 * vr[i] + one_minus_b2 * gr[i] * gr[i];
+      wr[i] -= step_size * mr[i] / (std::sqrt(vr[i]) * inv_sqrt_bc2 + epsilon);
     }
   }
 
