@@ -2,6 +2,10 @@
 
 #include <array>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 #include "augment/registry.hpp"
 #include "augment/transform.hpp"
 #include "common/error.hpp"
@@ -66,21 +70,39 @@ void Normalize::to_chw(const cv::Mat& image, float* chw) const {
   check_image(image, "normalize");
   const int channels = image.channels();
   const std::size_t plane = image.total();
+  if (channels == 1) {
+    // A continuous image is one long row (28-pixel rows would leave most lookups to the tail).
+    const bool one_row = image.isContinuous();
+    const int rows = one_row ? 1 : image.rows;
+    const int cols = one_row ? static_cast<int>(plane) : image.cols;
+    const float* table = tables_[3].data();
+    std::size_t i = 0;
+    for (int y = 0; y < rows; ++y) {
+      const std::uint8_t* px = image.ptr<std::uint8_t>(y);
+      int x = 0;
+#if defined(__AVX512F__)
+      // 16 lookups per gather: the scalar loop was half of the loader's time on small grey
+      // images (Fashion-MNIST), which a search pays on every core. Same table, same values.
+      for (; x + 16 <= cols; x += 16, i += 16) {
+        const __m512i index = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(px + x)));
+        _mm512_storeu_ps(chw + i, _mm512_i32gather_ps(index, table, 4));
+      }
+#endif
+      for (; x < cols; ++x, ++i) chw[i] = table[px[x]];
+    }
+    return;
+  }
   float* r = chw;
   float* g = chw + plane;
   float* b = chw + 2 * plane;
   std::size_t i = 0;
   for (int y = 0; y < image.rows; ++y) {
+    // Memory is BGR; planes are written R, G, B.
     const std::uint8_t* px = image.ptr<std::uint8_t>(y);
-    if (channels == 1) {
-      for (int x = 0; x < image.cols; ++x, ++i) chw[i] = tables_[3][px[x]];
-    } else {
-      // Memory is BGR; planes are written R, G, B.
-      for (int x = 0; x < image.cols; ++x, ++i, px += 3) {
-        b[i] = tables_[2][px[0]];
-        g[i] = tables_[1][px[1]];
-        r[i] = tables_[0][px[2]];
-      }
+    for (int x = 0; x < image.cols; ++x, ++i, px += 3) {
+      b[i] = tables_[2][px[0]];
+      g[i] = tables_[1][px[1]];
+      r[i] = tables_[0][px[2]];
     }
   }
 }

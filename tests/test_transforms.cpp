@@ -754,6 +754,29 @@ TEST(Normalize, GreyImageWritesOnePlane) {
   for (int i = 20; i < 60; ++i) ASSERT_EQ(chw[i], 12345.f) << "wrote past the single plane at " << i;
 }
 
+// Grey images take 16 pixels per step where the CPU allows (a continuous image as one row):
+// every value, in continuous images and in row views of a larger one, with tails of 1..15
+// pixels, must be exactly what a pixel-by-pixel loop gives, and nothing is written past the end.
+TEST(Normalize, GreyValuesExactForEveryLayout) {
+  const Normalize norm = parse_pipeline("normalize(mean=[0.3],std=[0.7])").normalize();
+  const cv::Mat big = noise_image(61, 37, 1);
+  for (const auto& [w, h] : std::vector<std::pair<int, int>>{{28, 28}, {16, 1}, {17, 3}, {1, 5}, {31, 2}, {61, 37}}) {
+    for (bool view : {false, true}) {
+      SCOPED_TRACE(std::to_string(w) + "x" + std::to_string(h) + (view ? " view" : ""));
+      const cv::Mat image = view ? big(cv::Rect(0, 0, w, h)) : big(cv::Rect(0, 0, w, h)).clone();
+      ASSERT_EQ(image.isContinuous(), !view || w == big.cols || h == 1);
+      std::vector<float> chw(static_cast<std::size_t>(w * h) + 16, -7.f);
+      norm.to_chw(image, chw.data());
+      for (int y = 0; y < h; ++y)
+        for (int x = 0; x < w; ++x)
+          ASSERT_EQ(chw[static_cast<std::size_t>(y * w + x)],
+                    static_cast<float>((image.at<std::uint8_t>(y, x) / 255.0 - 0.3) / 0.7))
+              << "pixel " << x << "," << y;
+      for (std::size_t i = static_cast<std::size_t>(w * h); i < chw.size(); ++i) ASSERT_EQ(chw[i], -7.f) << i;
+    }
+  }
+}
+
 TEST(Normalize, NoneDividesBy255) {
   const cv::Mat image = all_values_image(3);
   for (const Normalize& norm : {Normalize(), parse_pipeline("normalize(none)").normalize()}) {
