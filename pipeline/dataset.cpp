@@ -44,6 +44,15 @@ cv::Mat Dataset::image(std::size_t i) const {
   return cv::Mat(rows, cols, CV_8UC1, const_cast<std::uint8_t*>(pixels->data() + offset));
 }
 
+void Dataset::prefetch(std::size_t i) const {
+  if (!in_memory() || i >= memory_index.size()) return;
+  const std::size_t bytes = static_cast<std::size_t>(rows) * static_cast<std::size_t>(cols);
+  const std::size_t offset = static_cast<std::size_t>(memory_index[i]) * bytes;
+  if (offset + bytes > pixels->size()) return;
+  constexpr std::size_t kLine = 64;
+  for (std::size_t at = 0; at < bytes; at += kLine) __builtin_prefetch(pixels->data() + offset + at);
+}
+
 std::string Dataset::describe(std::size_t i) const {
   if (in_memory() && i < memory_index.size()) return name + "#" + std::to_string(memory_index[i]);
   if (i < paths.size()) return paths[i].string();

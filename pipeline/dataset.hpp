@@ -51,6 +51,10 @@ struct Dataset {
   /// In-memory sample i as an 8-bit single-channel view of the shared pixels (no copy). The
   /// view is valid while `pixels` lives; do not write into it. Throws Error when misused.
   cv::Mat image(std::size_t i) const;
+  /// Asks the CPU to start loading in-memory sample i's pixels (a hint: nothing for files or an
+  /// index out of range). Shuffled samples are scattered over tens of MB, so a loader that
+  /// knows which sample comes next hides the cache misses behind the current one.
+  void prefetch(std::size_t i) const;
   /// The sample for messages: its path, or "fashion-mnist:train#123".
   std::string describe(std::size_t i) const;
   /// The samples at `indices`, in that order (sharing in-memory pixels).

@@ -205,6 +205,7 @@ class EpochRun {
       finish();
       return;
     }
+    if (ctx_.options->inline_loading) return;  // next() does the work (produce_inline)
     const int threads = ctx_.options->threads;
     const std::size_t tokens = static_cast<std::size_t>(ctx_.options->prefetch_batches) * ctx_.options->batch_size;
     execute_in_arena(*ctx_.arena, [&] {
@@ -247,6 +248,7 @@ class EpochRun {
   }
 
   std::optional<Batch> next(const std::shared_ptr<EpochRun>& self, double& wait_seconds) {
+    if (ctx_.options->inline_loading) produce_inline();
     std::unique_lock lock(queue_mutex_);
     const auto start = std::chrono::steady_clock::now();
     queue_cv_.wait(lock, [this] { return !ready_.empty() || finished_ || error_; });
@@ -285,6 +287,25 @@ class EpochRun {
   bool processed() const { return processed_.load(); }
 
  private:
+  /// Inline loading: the graph's stages for the next positions, in order, on the calling
+  /// thread (so no sequencer is needed), until a batch is ready or the epoch is processed.
+  void produce_inline() {
+    constexpr std::uint64_t kPrefetchAhead = 8;  // samples: a few ahead cover a miss to memory
+    for (;;) {
+      {
+        std::lock_guard lock(queue_mutex_);
+        if (!ready_.empty() || error_ || finished_) return;
+      }
+      if (stopping_.load() || next_position_ >= order_.size()) {
+        finish();
+        return;
+      }
+      const std::uint64_t position = next_position_++;
+      if (position + kPrefetchAhead < order_.size()) ctx_.data->prefetch(order_[position + kPrefetchAhead]);
+      assemble(augment(decode(Work{position, order_[position]})));
+    }
+  }
+
   void give_back(long positions) {
     in_flight_.fetch_sub(positions);
     if (limiter_) limiter_->decrementer().try_put(positions);
@@ -471,7 +492,7 @@ class EpochRun {
   std::uint64_t epoch_;
   std::vector<std::uint64_t> order_;
   std::vector<bool> excluded_;
-  std::uint64_t next_position_ = 0;  // only the source body touches it (serial)
+  std::uint64_t next_position_ = 0;  // only the source body (or produce_inline) touches it
 
   std::unique_ptr<flow::graph> graph_;
   std::unique_ptr<flow::input_node<Message<Work>>> source_;
@@ -623,7 +644,7 @@ std::optional<Batch> Loader::next() {
   // Once every sample of this epoch is processed, its bad files are known and the next
   // epoch's order is fixed: start streaming it while the consumer drains this one, so the
   // consumer does not wait for the pipeline to fill at every epoch boundary.
-  if (options_.prefetch_next_epoch && !next_run_ && run_->processed() &&
+  if (options_.prefetch_next_epoch && !options_.inline_loading && !next_run_ && run_->processed() &&
       run_->epoch() < options_.last_epoch && bad_->count() < data_.size()) {
     next_run_ = make_run(run_->epoch() + 1);
     next_run_->start();

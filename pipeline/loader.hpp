@@ -61,6 +61,12 @@ struct LoaderOptions {
   bool prefetch_next_epoch = true;
   /// The last epoch the caller will ask for: nothing is prefetched beyond it.
   std::uint64_t last_epoch = ~0ull;
+  /// Decode and augment on the consumer's thread, inside next(), in sample order, instead of
+  /// in the flow graph on a thread of its own: for a consumer that has one core to itself (a
+  /// search trial when --parallel equals --threads), where a loader thread could only take
+  /// turns with it and the graph's per-sample hand-offs are pure cost. Batches, skips and
+  /// errors are the same bytes and counts either way; nothing is prefetched.
+  bool inline_loading = false;
   /// Test-time views (augflow eval). When set, each sample is decoded once (whole image),
   /// padded by `view_pad` pixels (constant 0) when that is positive, and becomes
   /// views->views.count() consecutive rows of its batch, in the views' documented order,

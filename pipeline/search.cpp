@@ -145,6 +145,9 @@ std::optional<TrialResult> run_trial(const SearchConfig& config, const SearchSpa
   c.seed = r.seed;
   c.split_seed = config.base.seed;
   c.threads = threads;
+  // A trial with one core: its loading runs on its training thread, which only takes turns
+  // with a loader thread anyway (one core per trial when --parallel equals --threads).
+  c.inline_loading = threads == 1;
   c.out = (fs::path(config.out) / r.run_dir).string();
   fs::remove_all(c.out);  // what an interrupted attempt left
   fs::create_directories(c.out);

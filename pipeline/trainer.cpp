@@ -287,6 +287,7 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
   LoaderOptions train_options;
   train_options.batch_size = c.batch;
   train_options.threads = c.threads;
+  train_options.inline_loading = c.inline_loading;
   train_options.seed = c.seed;
   train_options.cache_mb = c.cache_mb;
   train_options.last_epoch = static_cast<std::uint64_t>(c.epochs - 1);

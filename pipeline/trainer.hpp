@@ -47,6 +47,9 @@ struct TrainConfig {
   int early_stop = 0;                ///< patience in epochs without a better val accuracy; 0 = off
   std::uint64_t seed = 0;
   int threads = 2;
+  /// The loaders decode and augment on the training thread (LoaderOptions::inline_loading): set
+  /// by augflow search for trials that have one core each. Speed only, so not saved.
+  bool inline_loading = false;
   std::size_t cache_mb = 0;
   double ema = 0.0;                  ///< Polyak/EMA decay of a shadow copy of the weights; 0 = off
   int snapshots = 0;                 ///< snapshot ensemble: save the weights at the last K cycle ends

@@ -581,6 +581,64 @@ TEST(Loader, SameSeedSameBatchesWhateverThreadsAndPrefetch) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Loader: inline loading (a search trial with one core)
+
+LoaderOptions inline_options(int batch, std::uint64_t seed = 7) {
+  LoaderOptions o = options(batch, 1, 2, seed);
+  o.inline_loading = true;
+  return o;
+}
+
+TEST(Loader, InlineLoadingGivesTheGraphsBatches) {
+  TempDir dir;
+  const Dataset folder = noise_folder(dir, 30, 3);
+  const Dataset memory = memory_set(45);
+  for (const auto& [data, text] : {std::pair{&folder, kTrainSpec}, std::pair{&memory, "pad_crop(2,28) | hflip | normalize(none)"}}) {
+    SCOPED_TRACE(data->name);
+    const auto pipeline = spec(text);
+    Loader graph(*data, pipeline, options(8, 2, 2, 21));
+    Loader inline_loader(*data, pipeline, inline_options(8, 21));
+    (void)stream(inline_loader, 0, 0ms, 2);  // an interrupted epoch first must not matter
+    for (std::uint64_t epoch : {3u, 4u}) {
+      SCOPED_TRACE("epoch " + std::to_string(epoch));
+      const EpochRecord expected = stream(graph, epoch);
+      const EpochRecord got = stream(inline_loader, epoch);
+      EXPECT_TRUE(same_batches(got, expected));
+      expect_consistent(got, *data, epoch);
+    }
+    // It loads what the consumer asks for and no more: one batch at a time, nothing ahead.
+    EXPECT_LE(inline_loader.in_flight_high_water(), 8u);
+    EXPECT_GT(graph.in_flight_high_water(), 0u);
+  }
+}
+
+TEST(Loader, InlineLoadingRethrowsAnErrorAndStopsCleanly) {
+  Dataset broken = memory_set(40);
+  broken.memory_index[13] = 100000;
+  Loader loader(broken, std::make_shared<const augment::Pipeline>(), inline_options(4));
+  try {
+    within_time("streaming into an error", [&] {
+      loader.start_epoch(0);
+      while (loader.next()) {
+      }
+    });
+    ADD_FAILURE() << "expected the sample's Error from next()";
+  } catch (const Error& e) {
+    EXPECT_TRUE(contains(e.what(), "outside")) << e.what();
+  }
+
+  // Stopping mid-epoch: next() ends at once, and the next epoch is complete.
+  const Dataset data = memory_set(40);
+  Loader stopped(data, std::make_shared<const augment::Pipeline>(), inline_options(4, 17));
+  ASSERT_EQ(stream(stopped, 0, 0ms, 3).batches.size(), 3u);
+  stopped.stop();
+  within_time("next() after stop()", [&] { EXPECT_FALSE(stopped.next()); });
+  const EpochRecord next = stream(stopped, 1);
+  EXPECT_EQ(next.ids(), epoch_order(40, {}, 17, 1, true));
+  EXPECT_EQ(next.sizes(), std::vector<std::size_t>(10, 4));
+}
+
+// ---------------------------------------------------------------------------------------------
 // Loader: the token bound
 
 TEST(Loader, InFlightNeverExceedsTokens) {
@@ -710,6 +768,23 @@ TEST(BadFiles, CountedOnceDroppedFromBatchesExcludedNextEpoch) {
   }
   EXPECT_EQ(loader.bad_files().count(), 5u);
   EXPECT_EQ(warnings.snapshot().size(), 5u);
+}
+
+TEST(BadFiles, InlineLoadingCountsTheSameSkips) {
+  BadFolder f;
+  Warnings warnings;
+  Loader loader(f.data, spec(kIdentity32), inline_options(8, 13), warnings.sink());
+  const EpochRecord first = stream(loader, 0);
+  EXPECT_EQ(first.ids(), f.only_valid(epoch_order(25, {}, 13, 0, true)));
+  EXPECT_EQ(loader.bad_files().count(), 5u);
+  EXPECT_EQ(warnings.snapshot().size(), 5u);
+  const EpochRecord second = stream(loader, 1);
+  EXPECT_EQ(second.sizes(), (std::vector<std::size_t>{8, 8, 4}));
+  EXPECT_EQ(sorted(second.ids()), f.valid);
+  EXPECT_EQ(warnings.snapshot().size(), 5u) << "a skipped file is reported once";
+
+  Loader graph(f.data, spec(kIdentity32), options(8, 2, 2, 13));
+  EXPECT_TRUE(same_batches(first, stream(graph, 0)));
 }
 
 TEST(BadFiles, SameWithTheDecodedImageCache) {

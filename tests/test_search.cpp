@@ -252,6 +252,7 @@ SearchConfig tiny_search(const test::TempDir& dir, const std::string& out) {
   s.base.batch = 4;
   s.base.epochs = 1;
   s.base.seed = 11;
+  s.base.threads = 2;
   s.space = "lr=log(1e-3,1e-1) reg=log(1e-5,1e-1) hidden=choice(4,8)";
   s.trials = 4;
   s.keep = 2;
@@ -326,6 +327,8 @@ TEST(Search, WritesTheResultsFolder) {
   EXPECT_FALSE(scatter.empty());
 }
 
+// --parallel 1 trains each trial with 2 threads, its loader a flow graph; --parallel 2 gives
+// each trial one thread, which loads inline (LoaderOptions::inline_loading). Same results.
 TEST(Search, ParallelTrialsGiveTheSameResults) {
   test::TempDir dir;
   test::write_colour_folder(dir, 8);
