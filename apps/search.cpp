@@ -132,7 +132,10 @@ void add_search_command(CLI::App& app) {
                 "more distinct values of each parameter)");
   command->parallel = cmd->add_option("--parallel", s->parallel,
                                       "trials trained at once; --threads is split between them (each trial in "
-                                      "its own TBB arena); results do not depend on it")
+                                      "its own TBB arena; a trial left with one thread loads its images on its "
+                                      "training thread). Set it to --threads for small models such as the "
+                                      "two-layer net: one trial cannot keep two cores busy. Results do not "
+                                      "depend on it")
                           ->capture_default_str();
   command->threads =
       cmd->add_option("--threads", c->threads, "threads of the whole search (model and loaders)")->capture_default_str();
