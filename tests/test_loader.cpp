@@ -126,8 +126,8 @@ struct EpochRecord {
 /// Streams `epoch` (start_epoch + next() until the end, or `max_batches`), holding each batch for
 /// `pause` as a training step would. Under the watchdog.
 EpochRecord stream(Loader& loader, std::uint64_t epoch, std::chrono::milliseconds pause = 0ms,
-                   std::size_t max_batches = SIZE_MAX) {
-  return within_time("streaming epoch " + std::to_string(epoch), [&] {
+                   std::size_t max_batches = SIZE_MAX, const std::string& label = "") {
+  return within_time(label + "streaming epoch " + std::to_string(epoch), [&] {
     EpochRecord out;
     loader.start_epoch(epoch);
     while (out.batches.size() < max_batches) {
@@ -601,8 +601,8 @@ TEST(Loader, InlineLoadingGivesTheGraphsBatches) {
     (void)stream(inline_loader, 0, 0ms, 2);  // an interrupted epoch first must not matter
     for (std::uint64_t epoch : {3u, 4u}) {
       SCOPED_TRACE("epoch " + std::to_string(epoch));
-      const EpochRecord expected = stream(graph, epoch);
-      const EpochRecord got = stream(inline_loader, epoch);
+      const EpochRecord expected = stream(graph, epoch, 0ms, SIZE_MAX, "graph: ");
+      const EpochRecord got = stream(inline_loader, epoch, 0ms, SIZE_MAX, "inline: ");
       EXPECT_TRUE(same_batches(got, expected));
       expect_consistent(got, *data, epoch);
     }
