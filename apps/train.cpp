@@ -141,7 +141,8 @@ void add_train_command(CLI::App& app) {
                   "required unless --resume");
   cmd->add_option("--resume", command->resume,
                   "continue the run in RUNDIR from its last.ckpt with its config.json (Ctrl-C stops a run "
-                  "cleanly; the resumed run ends with the same weights as an uninterrupted one)");
+                  "cleanly after its current batch, mid-epoch too; the resumed run goes on from the next batch "
+                  "and ends with the same weights as an uninterrupted one)");
   cmd->footer(aug_spec_help());
   cmd->callback([command] { run_train(*command); });
 }

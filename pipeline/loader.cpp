@@ -176,8 +176,10 @@ class EpochRun {
     tbb::task_arena* arena;
   };
 
-  EpochRun(Context context, std::uint64_t epoch, std::vector<std::uint64_t> order, std::vector<bool> excluded)
-      : ctx_(context), epoch_(epoch), order_(std::move(order)), excluded_(std::move(excluded)) {}
+  EpochRun(Context context, std::uint64_t epoch, std::vector<std::uint64_t> order, std::vector<bool> excluded,
+           std::uint64_t first_position = 0)
+      : ctx_(context), epoch_(epoch), order_(std::move(order)), excluded_(std::move(excluded)),
+        first_position_(first_position), next_position_(first_position) {}
 
   ~EpochRun() { shutdown(); }
 
@@ -200,7 +202,7 @@ class EpochRun {
 
   /// Builds the graph in the loader's arena (so its tasks run there) and starts it.
   void start() {
-    if (order_.empty()) {
+    if (next_position_ >= order_.size()) {  // an empty epoch, or resumed after its last batch
       processed_.store(true);
       finish();
       return;
@@ -224,7 +226,9 @@ class EpochRun {
       augment_ = std::make_unique<flow::function_node<Message<Decoded>, Message<Done>>>(
           *graph_, threads, [this](const Message<Decoded>& decoded) { return Message<Done>(augment(decoded.get())); });
       sequencer_ = std::make_unique<flow::sequencer_node<Message<Done>>>(
-          *graph_, [](const Message<Done>& done) { return static_cast<std::size_t>(done.get().position); });
+          *graph_, [this](const Message<Done>& done) {
+            return static_cast<std::size_t>(done.get().position - first_position_);  // numbered from 0
+          });
       batcher_ = std::make_unique<flow::function_node<Message<Done>, flow::continue_msg>>(
           *graph_, flow::serial, [this](const Message<Done>& done) {
             assemble(done.get());
@@ -506,7 +510,8 @@ class EpochRun {
   std::uint64_t epoch_;
   std::vector<std::uint64_t> order_;
   std::vector<bool> excluded_;
-  std::uint64_t next_position_ = 0;  // only the source body (or produce_inline) touches it
+  std::uint64_t first_position_ = 0;  // where the epoch starts: 0, or a batch's first for a resumed run
+  std::uint64_t next_position_ = 0;   // only the source body (or produce_inline) touches it
 
   std::unique_ptr<flow::graph> graph_;
   std::unique_ptr<flow::input_node<Message<Work>>> source_;
@@ -625,12 +630,13 @@ std::size_t Loader::tokens() const {
   return static_cast<std::size_t>(options_.prefetch_batches) * options_.batch_size;
 }
 
-std::shared_ptr<EpochRun> Loader::make_run(std::uint64_t epoch) {
+std::shared_ptr<EpochRun> Loader::make_run(std::uint64_t epoch, std::uint64_t first_batch) {
   auto excluded = bad_->excluded();
   auto order = epoch_order(data_.size(), excluded, options_.seed, epoch, options_.shuffle, options_.shard);
   if (options_.drop_last) order.resize(order.size() / options_.batch_size * options_.batch_size);
   EpochRun::Context context{&data_, pipeline_.get(), &options_, shape_, bad_.get(), cache_.get(), arena_.get()};
-  return std::make_shared<EpochRun>(context, epoch, std::move(order), std::move(excluded));
+  return std::make_shared<EpochRun>(context, epoch, std::move(order), std::move(excluded),
+                                    first_batch * static_cast<std::uint64_t>(options_.batch_size));
 }
 
 void Loader::retire(std::shared_ptr<EpochRun>& run) {
@@ -640,9 +646,9 @@ void Loader::retire(std::shared_ptr<EpochRun>& run) {
   run.reset();
 }
 
-void Loader::start_epoch(std::uint64_t epoch) {
+void Loader::start_epoch(std::uint64_t epoch, std::uint64_t first_batch) {
   retire(run_);
-  if (next_run_ && next_run_->epoch() == epoch) {
+  if (next_run_ && next_run_->epoch() == epoch && first_batch == 0) {
     run_ = std::move(next_run_);  // already streaming since the previous epoch was processed
     return;
   }
@@ -650,7 +656,7 @@ void Loader::start_epoch(std::uint64_t epoch) {
   if (bad_->count() == data_.size())
     throw DataError(data_.name, "no usable image left: all " + std::to_string(data_.size()) +
                                     " samples were skipped (see the messages above)");
-  run_ = make_run(epoch);
+  run_ = make_run(epoch, first_batch);
   run_->start();
 }
 
@@ -681,6 +687,7 @@ std::size_t Loader::in_flight_high_water() const {
 
 std::vector<bool> Loader::exclusions_for(std::uint64_t epoch) const {
   if (next_run_ && next_run_->epoch() == epoch) return next_run_->excluded();
+  if (run_ && run_->epoch() == epoch) return run_->excluded();  // an epoch interrupted midway
   return bad_->excluded();
 }
 

@@ -129,8 +129,10 @@ class Loader {
   std::size_t tokens() const;
 
   /// Starts streaming `epoch` (stopping the previous one if it is still running; picking up
-  /// the early start of epoch e+1 when that is the one asked for).
-  void start_epoch(std::uint64_t epoch);
+  /// the early start of epoch e+1 when that is the one asked for). From batch `first_batch` on
+  /// for a run resumed mid-epoch: the earlier batches' samples are not loaded, and the later
+  /// batches are the same bytes as in a run that streamed the whole epoch.
+  void start_epoch(std::uint64_t epoch, std::uint64_t first_batch = 0);
   /// The next batch of the current epoch, or nothing at its end. Rethrows a node's error.
   std::optional<Batch> next();
   /// Ends the current epoch early: cancels the graph, drains and joins it.
@@ -163,7 +165,7 @@ class Loader {
   std::shared_ptr<EpochRun> run_;
   std::shared_ptr<EpochRun> next_run_;  ///< epoch run_+1, started early (prefetch_next_epoch)
 
-  std::shared_ptr<EpochRun> make_run(std::uint64_t epoch);
+  std::shared_ptr<EpochRun> make_run(std::uint64_t epoch, std::uint64_t first_batch = 0);
   void retire(std::shared_ptr<EpochRun>& run);
   double wait_seconds_ = 0;
   std::size_t high_water_ = 0;

@@ -321,6 +321,8 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
   int since_best = 0;
   std::uint64_t step = 0;
   int first_epoch = 0;
+  // An epoch interrupted midway (Ctrl-C): where it stopped and what it had summed so far.
+  nlohmann::json partial;
   if (resume) {
     // Everything the remaining epochs depend on comes back: weights, statistics, optimizer
     // moments, the step (dropout masks) and epoch (order, augmentation), the excluded samples.
@@ -350,7 +352,13 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
     train_images = ckpt.meta.value("train_images", std::size_t{0});
     restore_unusable(train_loader, ckpt.meta.value("train_unusable", nlohmann::json::array()));
     restore_unusable(val_loader, ckpt.meta.value("val_unusable", nlohmann::json::array()));
-    log("resuming " + c.out + " after epoch " + std::to_string(first_epoch) + " of " + std::to_string(c.epochs));
+    if (ckpt.meta.contains("partial_epoch")) {
+      partial = ckpt.meta.at("partial_epoch");
+      log("resuming " + c.out + " in epoch " + std::to_string(first_epoch + 1) + " of " + std::to_string(c.epochs) +
+          ", at batch " + std::to_string(partial.at("next_batch").get<std::uint64_t>() + 1));
+    } else {
+      log("resuming " + c.out + " after epoch " + std::to_string(first_epoch) + " of " + std::to_string(c.epochs));
+    }
   } else {
     nlohmann::json config = to_json(c);
     // The canonical forms, and what the run derived, for a person reading the run folder.
@@ -400,17 +408,37 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
       std::max<std::size_t>(1, (train_loader.dataset().size() + c.batch - 1) / c.batch);
   double base_lr = c.lr;  // control.json may change it
   for (int epoch = first_epoch; epoch < c.epochs && !summary.interrupted; ++epoch) {
-    if (apply_control(out, epoch, base_lr, log)) {
+    const bool continuing = !partial.is_null();  // the epoch an interrupted run stopped in
+    if (continuing) {
+      base_lr = partial.at("base_lr");  // control.json was applied when the epoch began
+    } else if (apply_control(out, epoch, base_lr, log)) {
       summary.stopped_early = true;
       break;
     }
     const auto start = Clock::now();
-    train_loader.start_epoch(static_cast<std::uint64_t>(epoch));
-    double loss_sum = 0, lr = base_lr;
+    double loss_sum = 0, lr = base_lr, seconds_before = 0;
     std::size_t correct = 0, images = 0, batch_index = 0;
+    std::uint64_t first_batch = 0;
+    if (continuing) {
+      first_batch = partial.at("next_batch");
+      loss_sum = partial.at("loss_sum");
+      correct = partial.at("correct");
+      images = partial.at("images");
+      batch_index = partial.at("batches");
+      seconds_before = partial.at("seconds");
+    }
+    train_loader.start_epoch(static_cast<std::uint64_t>(epoch), first_batch);
+    if (continuing) {
+      // Bad files the interrupted part of the epoch found: excluded from the next epochs, as in
+      // an uninterrupted run (this epoch's order, fixed above, did not exclude them).
+      restore_unusable(train_loader, partial.at("train_unusable_found"));
+      partial = nullptr;
+    }
+    std::uint64_t next_batch = 0;  // the batch an interruption leaves unprocessed
     while (auto batch = train_loader.next()) {
       if (stop && stop->load()) {
         summary.interrupted = true;
+        next_batch = batch->index();
         break;
       }
       to_tensor(*batch, x);
@@ -451,12 +479,37 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
       }
     }
     if (summary.interrupted) {
+      if (batch_index == 0) {
+        train_loader.stop();
+        log("interrupted during epoch " + std::to_string(epoch + 1) + ": " + (out / "last.ckpt").string() +
+            " holds epoch " + std::to_string(epoch) + "; continue with: augflow train --resume " + c.out);
+        break;
+      }
+      // Mid-epoch: last.ckpt takes the weights after `batch_index` steps and where the epoch
+      // stands, so --resume goes on from the next batch and ends with the bytes of an
+      // uninterrupted run (best.ckpt and metrics.csv stay those of the last whole epoch).
+      auto ckpt = checkpoint_of(epoch, step);  // train_unusable: what this epoch's order excludes
+      // What this epoch found (what the next epoch's order excludes beyond it); bad files that
+      // an early start of the next epoch found are left out, to be found again, as at an
+      // epoch's end.
+      const auto order_excluded = train_loader.exclusions_for(static_cast<std::uint64_t>(epoch));
+      const auto next_excluded = train_loader.exclusions_for(static_cast<std::uint64_t>(epoch) + 1);
+      nlohmann::json found = nlohmann::json::array();
+      for (const auto& [index, entry] : train_loader.bad_files().entries())
+        if (index < next_excluded.size() && next_excluded[index] && !order_excluded[index])
+          found.push_back({index, entry.second});
+      ckpt.meta["partial_epoch"] = {
+          {"next_batch", next_batch}, {"batches", batch_index}, {"loss_sum", loss_sum}, {"correct", correct},
+          {"images", images}, {"base_lr", base_lr}, {"train_unusable_found", found},
+          {"seconds", seconds_before + std::chrono::duration<double>(Clock::now() - start).count()}};
       train_loader.stop();
-      log("interrupted during epoch " + std::to_string(epoch + 1) + ": " + (out / "last.ckpt").string() +
-          " holds epoch " + std::to_string(epoch) + "; continue with: augflow train --resume " + c.out);
+      model::save_checkpoint((out / "last.ckpt").string(), ckpt);
+      log("interrupted during epoch " + std::to_string(epoch + 1) + " after batch " + std::to_string(batch_index) +
+          " of " + std::to_string(batches_per_epoch) + ": " + (out / "last.ckpt").string() +
+          " holds the weights so far; continue with: augflow train --resume " + c.out);
       break;
     }
-    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    const double seconds = seconds_before + std::chrono::duration<double>(Clock::now() - start).count();
     train_seconds += seconds;
     train_images += images;
     const EpochStats val = evaluate(net, val_loader, c.seed);

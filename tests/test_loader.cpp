@@ -638,6 +638,34 @@ TEST(Loader, InlineLoadingRethrowsAnErrorAndStopsCleanly) {
   EXPECT_EQ(next.sizes(), std::vector<std::size_t>(10, 4));
 }
 
+// A run resumed mid-epoch starts at a batch: the batches from there on are the whole epoch's,
+// byte for byte, with the graph (threads and an early start of the next epoch) and inline.
+TEST(Loader, StartingAtABatchGivesTheRestOfTheEpoch) {
+  TempDir dir;
+  const Dataset data = noise_folder(dir, 30, 3);
+  const auto pipeline = spec(kTrainSpec);
+  Loader whole(data, pipeline, options(8, 2, 2, 5));
+  const EpochRecord full = stream(whole, 2);
+  ASSERT_EQ(full.sizes(), (std::vector<std::size_t>{8, 8, 8, 6}));
+  for (const bool inline_loading : {false, true}) {
+    for (std::uint64_t first : {1u, 3u, 4u}) {
+      SCOPED_TRACE(std::string(inline_loading ? "inline" : "graph") + ", from batch " + std::to_string(first));
+      Loader loader(data, pipeline, inline_loading ? inline_options(8, 5) : options(8, 2, 2, 5));
+      const EpochRecord rest = within_time("the rest of an epoch", [&] {
+        EpochRecord out;
+        loader.start_epoch(2, first);
+        while (auto batch = loader.next()) out.batches.push_back(record(*batch));
+        return out;
+      });
+      EpochRecord expected;
+      expected.batches.assign(full.batches.begin() + static_cast<std::ptrdiff_t>(std::min<std::uint64_t>(first, 4)),
+                              full.batches.end());
+      EXPECT_TRUE(same_batches(rest, expected));
+      EXPECT_TRUE(same_batches(stream(loader, 3), stream(whole, 3))) << "and the next epoch is whole";
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Loader: the token bound
 

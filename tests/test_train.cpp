@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstring>
 #include <fstream>
+#include <sstream>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -247,6 +248,79 @@ TEST(Train, InterruptedAndResumedEqualsUninterrupted) {
   EXPECT_NE(line.find("ema_val_accuracy"), std::string::npos) << line;
   while (std::getline(metrics, line)) ++rows;
   EXPECT_EQ(rows, 4) << "the resumed run appends epochs 3 and 4";
+}
+
+/// metrics.csv without its seconds column (the only one that depends on the clock).
+std::vector<std::string> metrics_rows(const std::string& run) {
+  std::ifstream in(run + "/metrics.csv");
+  std::vector<std::string> rows;
+  for (std::string line; std::getline(in, line);) {
+    std::vector<std::string> fields;
+    std::stringstream split(line);
+    for (std::string field; std::getline(split, field, ',');) fields.push_back(field);
+    if (fields.size() > 6) fields.erase(fields.begin() + 6);  // epoch,train_loss,...,lr,seconds
+    std::string row;
+    for (const auto& f : fields) row += f + ",";
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+// Ctrl-C mid-epoch: last.ckpt holds the weights after the batches done and where the epoch
+// stands; --resume goes on from the next batch. Interrupted twice (in the first epoch, where the
+// bad file is found, and in the second), the run ends with the bytes and the metrics of an
+// uninterrupted one.
+TEST(Train, InterruptedMidEpochResumesAtTheNextBatch) {
+  test::TempDir dir;
+  write_colour_folder(dir, 12);
+  dir.write("data/red/broken.png", {'n', 'o', 't', ' ', 'a', ' ', 'p', 'n', 'g'});
+  TrainConfig c = colour_config(dir);
+  c.epochs = 3;
+  c.schedule = "cosine";  // the learning rate depends on the batch's place in the epoch
+  c.ema = 0.9;
+
+  c.out = (dir.path() / "straight").string();
+  const auto straight = train(c, [](const std::string&) {});
+  ASSERT_EQ(straight.skipped_files, 1u);
+
+  c.out = (dir.path() / "interrupted").string();
+  std::vector<std::string> lines;
+  auto log = [&](const std::string& line) { lines.push_back(line); };
+  for (const auto& [epoch, batch] : {std::pair{1, 2}, std::pair{2, 3}}) {
+    SCOPED_TRACE("interrupted in epoch " + std::to_string(epoch) + " after batch " + std::to_string(batch));
+    std::atomic<bool> stop{false};
+    const auto part = train(c, log, epoch > 1, &stop, [&](const TrainProgress& p) {
+      if (p.epoch == epoch && p.batch == static_cast<std::size_t>(batch)) stop = true;
+    });
+    EXPECT_TRUE(part.interrupted);
+    const auto ckpt = model::load_checkpoint(c.out + "/last.ckpt");
+    EXPECT_EQ(ckpt.epoch, epoch - 1) << "whole epochs done";
+    ASSERT_TRUE(ckpt.meta.contains("partial_epoch"));
+    EXPECT_EQ(ckpt.meta.at("partial_epoch").at("batches"), batch);
+    EXPECT_EQ(metrics_rows(c.out).size(), static_cast<std::size_t>(epoch)) << "a row per whole epoch only";
+    EXPECT_NE(std::find_if(lines.begin(), lines.end(),
+                           [&](const std::string& l) {
+                             return l.find("interrupted during epoch " + std::to_string(epoch) + " after batch " +
+                                           std::to_string(batch)) != std::string::npos;
+                           }),
+              lines.end());
+  }
+  const auto resumed = train(c, log, true);
+  EXPECT_FALSE(resumed.interrupted);
+  EXPECT_EQ(resumed.epochs_run, 3);
+  EXPECT_EQ(resumed.best_val_accuracy, straight.best_val_accuracy);
+  EXPECT_NE(std::find(lines.begin(), lines.end(), "resuming " + c.out + " in epoch 2 of 3, at batch 4"), lines.end());
+
+  const auto a = model::load_checkpoint((dir.path() / "straight" / "last.ckpt").string());
+  const auto b = model::load_checkpoint((dir.path() / "interrupted" / "last.ckpt").string());
+  EXPECT_EQ(a.step, b.step);
+  EXPECT_FALSE(b.meta.contains("partial_epoch"));
+  expect_same_tensors(a.params, b.params);
+  expect_same_tensors(a.optimizer_state, b.optimizer_state);
+  expect_same_tensors(model::load_checkpoint((dir.path() / "straight" / "ema.ckpt").string()).params,
+                      model::load_checkpoint((dir.path() / "interrupted" / "ema.ckpt").string()).params);
+  EXPECT_EQ(metrics_rows(c.out), metrics_rows((dir.path() / "straight").string()))
+      << "the same losses, accuracies and learning rates for every epoch, the interrupted ones included";
 }
 
 TEST(Train, ResumeWithoutACheckpointIsAClearError) {
