@@ -201,15 +201,35 @@ TEST(Train, BadSettingsAreClearErrors) {
 namespace augflow::pipeline {
 namespace {
 
-TEST(Train, InterruptedAndResumedEqualsUninterrupted) {
-  test::TempDir dir;
+/// The two-colour folder with a bad file, trained with a cosine schedule and EMA weights: what
+/// an interrupted run must restore exactly (exclusions, the schedule's place, the EMA copy).
+TrainConfig resumable_config(const test::TempDir& dir, int epochs) {
   write_colour_folder(dir, 12);
-  // A bad file too: the resumed run must exclude exactly what the interrupted one did.
   dir.write("data/red/broken.png", {'n', 'o', 't', ' ', 'a', ' ', 'p', 'n', 'g'});
   TrainConfig c = colour_config(dir);
-  c.epochs = 4;
+  c.epochs = epochs;
   c.schedule = "cosine";
-  c.ema = 0.9;  // the EMA weights must survive the interruption too
+  c.ema = 0.9;
+  return c;
+}
+
+/// The runs in `a` and `b` ended in the same state, bit for bit: step, weights, optimizer state
+/// and EMA weights.
+void expect_same_final_state(const std::filesystem::path& a, const std::filesystem::path& b) {
+  const auto last_a = model::load_checkpoint((a / "last.ckpt").string());
+  const auto last_b = model::load_checkpoint((b / "last.ckpt").string());
+  EXPECT_EQ(last_a.step, last_b.step);
+  expect_same_tensors(last_a.params, last_b.params);
+  expect_same_tensors(last_a.optimizer_state, last_b.optimizer_state);
+  expect_same_tensors(model::load_checkpoint((a / "ema.ckpt").string()).params,
+                      model::load_checkpoint((b / "ema.ckpt").string()).params);
+}
+
+TEST(Train, InterruptedAndResumedEqualsUninterrupted) {
+  test::TempDir dir;
+  // A bad file too: the resumed run must exclude exactly what the interrupted one did; and EMA
+  // weights, which must survive the interruption too.
+  TrainConfig c = resumable_config(dir, 4);
 
   c.out = (dir.path() / "straight").string();
   const auto straight = train(c, [](const std::string&) {});
@@ -227,14 +247,9 @@ TEST(Train, InterruptedAndResumedEqualsUninterrupted) {
   EXPECT_EQ(resumed.epochs_run, 4);
   EXPECT_EQ(resumed.best_val_accuracy, straight.best_val_accuracy);
 
+  expect_same_final_state(dir.path() / "straight", dir.path() / "interrupted");
   const auto a = model::load_checkpoint((dir.path() / "straight" / "last.ckpt").string());
-  const auto b = model::load_checkpoint((dir.path() / "interrupted" / "last.ckpt").string());
-  EXPECT_EQ(a.step, b.step);
-  expect_same_tensors(a.params, b.params);
-  expect_same_tensors(a.optimizer_state, b.optimizer_state);
   const auto ema_a = model::load_checkpoint((dir.path() / "straight" / "ema.ckpt").string());
-  const auto ema_b = model::load_checkpoint((dir.path() / "interrupted" / "ema.ckpt").string());
-  expect_same_tensors(ema_a.params, ema_b.params);
   bool differs_from_last = false;
   for (const auto& [name, tensor] : ema_a.params)
     differs_from_last |= std::memcmp(tensor.data(), a.params.at(name).data(), tensor.size() * sizeof(float)) != 0;
@@ -272,12 +287,7 @@ std::vector<std::string> metrics_rows(const std::string& run) {
 // uninterrupted one.
 TEST(Train, InterruptedMidEpochResumesAtTheNextBatch) {
   test::TempDir dir;
-  write_colour_folder(dir, 12);
-  dir.write("data/red/broken.png", {'n', 'o', 't', ' ', 'a', ' ', 'p', 'n', 'g'});
-  TrainConfig c = colour_config(dir);
-  c.epochs = 3;
-  c.schedule = "cosine";  // the learning rate depends on the batch's place in the epoch
-  c.ema = 0.9;
+  TrainConfig c = resumable_config(dir, 3);  // cosine: the rate depends on the batch's place in the epoch
 
   c.out = (dir.path() / "straight").string();
   const auto straight = train(c, [](const std::string&) {});
@@ -311,14 +321,8 @@ TEST(Train, InterruptedMidEpochResumesAtTheNextBatch) {
   EXPECT_EQ(resumed.best_val_accuracy, straight.best_val_accuracy);
   EXPECT_NE(std::find(lines.begin(), lines.end(), "resuming " + c.out + " in epoch 2 of 3, at batch 4"), lines.end());
 
-  const auto a = model::load_checkpoint((dir.path() / "straight" / "last.ckpt").string());
-  const auto b = model::load_checkpoint((dir.path() / "interrupted" / "last.ckpt").string());
-  EXPECT_EQ(a.step, b.step);
-  EXPECT_FALSE(b.meta.contains("partial_epoch"));
-  expect_same_tensors(a.params, b.params);
-  expect_same_tensors(a.optimizer_state, b.optimizer_state);
-  expect_same_tensors(model::load_checkpoint((dir.path() / "straight" / "ema.ckpt").string()).params,
-                      model::load_checkpoint((dir.path() / "interrupted" / "ema.ckpt").string()).params);
+  expect_same_final_state(dir.path() / "straight", dir.path() / "interrupted");
+  EXPECT_FALSE(model::load_checkpoint(c.out + "/last.ckpt").meta.contains("partial_epoch"));
   EXPECT_EQ(metrics_rows(c.out), metrics_rows((dir.path() / "straight").string()))
       << "the same losses, accuracies and learning rates for every epoch, the interrupted ones included";
 }
