@@ -190,7 +190,23 @@ unsigned long parse_class_id(const std::string& digits) {
 
 }  // namespace
 
-Dataset open_list_file(const fs::path& list, const WarningSink& warn) {
+namespace {
+
+/// Where the label starts: the last comma outside double quotes (so paths may contain commas,
+/// and a quoted path may contain them even when no label follows), or npos.
+std::size_t label_comma(std::string_view line) {
+  bool quoted = false;
+  std::size_t comma = std::string_view::npos;
+  for (std::size_t i = 0; i < line.size(); ++i) {
+    if (line[i] == '"') quoted = !quoted;
+    else if (line[i] == ',' && !quoted) comma = i;
+  }
+  return comma;
+}
+
+}  // namespace
+
+std::vector<ListLine> read_list_lines(const fs::path& list, bool label_required) {
   std::error_code ec;
   if (!fs::exists(list, ec)) throw IoError(list.string() + ": no such file");
   if (fs::is_directory(list, ec)) throw IoError(list.string() + ": is a folder, not a list file");
@@ -198,14 +214,7 @@ Dataset open_list_file(const fs::path& list, const WarningSink& warn) {
   if (!in) throw IoError(list.string() + ": cannot open list file");
 
   const fs::path base = list.parent_path();
-  struct Row {
-    fs::path path;
-    std::string label;
-    std::size_t line;
-  };
-  std::vector<Row> rows;
-  bool numeric = true;
-  std::size_t first_line = 0;  // line of the first sample, which decides numbers vs names
+  std::vector<ListLine> rows;
   std::string text;
   bool first_content = true;
   for (std::size_t number = 1; std::getline(in, text); ++number) {
@@ -218,20 +227,37 @@ Dataset open_list_file(const fs::path& list, const WarningSink& warn) {
       first_content = false;
       std::string header = lower(std::string(line));
       std::erase(header, ' ');
-      if (header == "path,label") continue;  // the header
+      if (header == "path,label" || (!label_required && header == "path")) continue;  // the header
     }
-    // The label is after the last comma, so paths may contain commas.
-    const auto comma = line.rfind(',');
-    if (comma == std::string_view::npos)
+    const auto comma = label_comma(line);
+    if (comma == std::string_view::npos && label_required)
       throw DataError(list.string(), where() + ": expected `path,label`, found '" + std::string(line) + "'");
     const std::string path = unquote(trim(line.substr(0, comma)));
-    const std::string label = unquote(trim(line.substr(comma + 1)));
+    const std::string label = comma == std::string_view::npos ? std::string() : unquote(trim(line.substr(comma + 1)));
     if (path.empty()) throw DataError(list.string(), where() + ": the path is empty");
-    if (label.empty()) throw DataError(list.string(), where() + ": the label is empty");
+    if (label.empty() && label_required) throw DataError(list.string(), where() + ": the label is empty");
+    fs::path file(path);
+    if (file.is_relative()) file = base / file;
+    rows.push_back({file.lexically_normal(), label, number});
+  }
+  if (in.bad()) throw IoError(list.string() + ": read error");
+  if (rows.empty())
+    throw DataError(list.string(), label_required ? "no samples: expected one `path,label` line per sample"
+                                                  : "no images: expected one path per line");
+  return rows;
+}
+
+Dataset open_list_file(const fs::path& list, const WarningSink& warn) {
+  std::vector<ListLine> rows = read_list_lines(list, true);
+  bool numeric = true;
+  std::size_t first_line = 0;  // line of the first sample, which decides numbers vs names
+  for (const auto& row : rows) {
+    const std::string& label = row.label;
+    const auto where = [&] { return "line " + std::to_string(row.line); };
     const bool is_number = all_digits(label);
-    if (rows.empty()) {
+    if (first_line == 0) {
       numeric = is_number;
-      first_line = number;
+      first_line = row.line;
     } else if (is_number != numeric) {
       throw DataError(list.string(), where() + ": label '" + label + "' is " + (is_number ? "a number" : "a name") +
                                          " but the label on line " + std::to_string(first_line) + " is " +
@@ -244,12 +270,7 @@ Dataset open_list_file(const fs::path& list, const WarningSink& warn) {
     if (!is_number && (label.front() == '-' || label.front() == '+') && label.size() > 1 &&
         all_digits(label.substr(1)))
       throw DataError(list.string(), where() + ": class id " + label + " is not a whole number >= 0");
-    fs::path file(path);
-    if (file.is_relative()) file = base / file;
-    rows.push_back({file.lexically_normal(), label, number});
   }
-  if (in.bad()) throw IoError(list.string() + ": read error");
-  if (rows.empty()) throw DataError(list.string(), "no samples: expected one `path,label` line per sample");
 
   Dataset data;
   data.name = list.string();

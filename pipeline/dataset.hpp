@@ -78,6 +78,21 @@ Dataset open_image_folder(const std::filesystem::path& root, const WarningSink& 
 /// or all names (ids by sorted name). A malformed line throws DataError naming file and line.
 Dataset open_list_file(const std::filesystem::path& list, const WarningSink& warn = {});
 
+/// One line of a list file, as read_list_lines gives it.
+struct ListLine {
+  std::filesystem::path path;  ///< relative paths resolved against the list file's folder
+  std::string label;           ///< the text after the path's comma; "" when there is none
+  std::size_t line = 0;        ///< line number, for messages
+};
+
+/// The lines of a list file, the one parser open_list_file and augflow predict share: blank
+/// lines and lines starting with '#' skipped, a first line `path,label` (or `path` when labels
+/// are optional) skipped as a header, a UTF-8 byte-order mark ignored. The label is after the
+/// last comma outside double quotes, so paths may contain commas; a field in double quotes is
+/// unquoted. With `label_required`, a line without a label throws DataError naming file and
+/// line. Throws IoError when the file cannot be read, DataError when it lists nothing.
+std::vector<ListLine> read_list_lines(const std::filesystem::path& list, bool label_required);
+
 /// IDX image and label files (MNIST format, gzipped if the name ends in .gz). Checks magic
 /// numbers, dimensions, that the counts agree and that the files are complete; throws DataError
 /// naming the file and what is wrong. Class names are "0".."9" (Fashion-MNIST: its names).
