@@ -15,9 +15,9 @@
 // Multi-scale defaults to the ResNet scales 224,256,384,480,640 for S >= 224, and otherwise to
 // R, R + R/8, R + R/4 with R the resize above (28x28 Fashion-MNIST: 32, 36, 40).
 //
-// Members whose views are the same share one loader; loaders of different view sets run in
-// lockstep over the same images, so memory stays bounded by the batch size whatever the data
-// set's size (only class counts and the confusion matrix grow with it, by classes^2).
+// Loading the members, their views and the lock-step loaders are predictor.hpp's (shared with
+// augflow predict): memory stays bounded by the batch size whatever the data set's size (only
+// class counts and the confusion matrix grow with it, by classes^2).
 #pragma once
 
 #include <cstddef>
@@ -25,22 +25,16 @@
 #include <string>
 #include <vector>
 
-#include "model/checkpoint.hpp"
+#include "pipeline/predictor.hpp"
 
 namespace augflow::pipeline {
 
-struct EvalConfig {
-  std::string data;                  ///< folder, list file, fashion-mnist[:test]
-  std::vector<std::string> members;  ///< checkpoint files; several = an ensemble
-  std::string views = "center";      ///< center | tencrop | multiscale | a view spec
-  std::vector<int> scales;           ///< multiscale short sides; empty: the default above
-  int resize = 0;                    ///< shorter side before cropping; 0: from the training spec
-  int crop = 0;                      ///< crop side; 0: the model's input size
-  std::string average = "probs";     ///< what is averaged over views: probs | logits
-  int batch = 64;                    ///< views per forward pass of the model
-  int threads = 2;
-  int repeats = 1;                   ///< timed passes; images_per_second is their median
-  std::string out;                   ///< folder for confusion.csv/.png and per_class.csv; empty: none
+/// The test-time options (members, views, batch, threads) are predictor.hpp's, shared with
+/// augflow predict.
+struct EvalConfig : TestTimeOptions {
+  std::string data;   ///< folder, list file, fashion-mnist[:test]
+  int repeats = 1;    ///< timed passes; images_per_second is their median
+  std::string out;    ///< folder for confusion.csv/.png and per_class.csv; empty: none
 };
 
 struct EvalMetrics {
@@ -68,23 +62,8 @@ struct EvalResult {
   double images_per_second = 0;  ///< median over the timed passes, loading included
 };
 
-/// The view spec (text) a checkpoint gets under `config` (the rule above), and the padding
-/// applied before the views. Throws ConfigError/ShapeError for a crop that does not fit the
-/// model's input.
-struct MemberViews {
-  std::string spec;  ///< e.g. "tencrop(resize=256,size=224) | normalize(preset=imagenet)"
-  int pad = 0;
-};
-MemberViews member_views(const model::Checkpoint& checkpoint, const EvalConfig& config);
-
-/// Averages each image's `views` consecutive rows of `logits` (images*views x classes) into one
-/// probability row of `probs` (images x classes): the mean of the views' softmax outputs, or
-/// with `average_logits` the softmax of the mean logits.
-void average_views(const model::Tensor& logits, int images, int views, int classes, bool average_logits,
-                   std::vector<float>& probs);
-
-/// Evaluates config.data with every member. Throws DataError when a checkpoint's classes
-/// differ from the data's, ConfigError/SpecError for bad settings.
+/// Evaluates config.data with every member. Throws DataError when a model's classes differ
+/// from the data's, ConfigError/SpecError for bad settings.
 EvalResult evaluate(const EvalConfig& config, const std::function<void(const std::string&)>& log);
 
 /// Writes confusion.csv, confusion.png and per_class.csv into `folder` (created).

@@ -32,6 +32,13 @@ std::map<std::size_t, std::pair<std::string, std::string>> BadFiles::entries() c
   return entries_;
 }
 
+std::optional<std::string> BadFiles::find(std::size_t index) const {
+  std::lock_guard lock(mutex_);
+  const auto it = entries_.find(index);
+  if (it == entries_.end()) return std::nullopt;
+  return it->second.second;
+}
+
 std::string BadFiles::summary(std::size_t max_listed) const {
   std::lock_guard lock(mutex_);
   if (entries_.empty()) return {};

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,8 @@ class BadFiles {
   std::size_t count() const;
   /// Each bad sample with its reason, in index order.
   std::map<std::size_t, std::pair<std::string, std::string>> entries() const;
+  /// The reason sample `index` was found unusable, or nothing when it was not.
+  std::optional<std::string> find(std::size_t index) const;
   /// "2 files skipped: a.gif (GIF is not supported ...), b.jpg (truncated JPEG ...)" or "".
   std::string summary(std::size_t max_listed = 10) const;
 
