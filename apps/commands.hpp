@@ -8,11 +8,16 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json_fwd.hpp>
 
+namespace augflow::pipeline {
+struct TestTimeOptions;
+}
+
 namespace augflow::apps {
 
 void add_preview_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
+void add_predict_command(CLI::App& app);
 void add_search_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 /// `bench loader`, a subcommand of `bench` (apps/bench_loader.cpp).
@@ -23,6 +28,14 @@ void add_bench_train_command(CLI::App& bench);
 /// Keeps OpenCV from starting its own threads: augflow's parallelism comes from TBB over
 /// samples, and OpenCV's nested parallel_for_ would oversubscribe the cores (PITFALLS.md).
 void single_threaded_opencv();
+
+/// Registers the options eval and predict share, with the same help: --model, --views,
+/// --scales (its text goes to `scales`; see parse_scales), --resize, --crop, --average, --batch
+/// and --threads. `options` must outlive the parse (the command's shared state).
+void add_test_time_options(CLI::App& cmd, pipeline::TestTimeOptions& options, std::string& scales);
+
+/// --scales text ("224,256,384") as pixel sizes; ConfigError with an example when malformed.
+std::vector<int> parse_scales(const std::string& text);
 
 /// The ResNet-style default of every --aug option (the lecture's scale augmentation).
 inline constexpr const char* kDefaultAugSpec =

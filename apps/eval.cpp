@@ -1,7 +1,6 @@
 // augflow eval: test-time evaluation of a checkpoint or an ensemble, with multi-crop views.
 #include <cstdio>
 #include <iostream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -18,25 +17,6 @@ struct EvalCommand {
   bool compare = false;
   std::string json;
 };
-
-std::vector<int> parse_scales(const std::string& text) {
-  std::vector<int> scales;
-  std::stringstream in(text);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    try {
-      std::size_t used = 0;
-      const int v = std::stoi(item, &used);
-      if (used != item.size() || v < 1 || v > 8192) throw std::invalid_argument(item);
-      scales.push_back(v);
-    } catch (const std::exception&) {
-      throw ConfigError("--scales '" + text + "': '" + item +
-                        "' is not a positive whole number of pixels; give e.g. --scales 224,256,384,480,640");
-    }
-  }
-  if (scales.empty()) throw ConfigError("--scales is empty; give e.g. --scales 224,256,384,480,640");
-  return scales;
-}
 
 nlohmann::json metrics_json(const pipeline::EvalMetrics& m) {
   return {{"top1", m.top1}, {"top5", m.top5}, {"nll", m.nll}};
@@ -150,30 +130,7 @@ void add_eval_command(CLI::App& app) {
                   "labelled data: an image folder (one sub-folder per class), a list file (path,label lines),\n"
                   "fashion-mnist or fashion-mnist:test")
       ->required();
-  cmd->add_option("--model", c.members, "one or more checkpoints (.ckpt); several are averaged as an ensemble")
-      ->required()
-      ->expected(1, -1);
-  cmd->add_option("--views", c.views,
-                  "center (1 view), tencrop (4 corners + centre, each also mirrored: 10), multiscale (ten\n"
-                  "crops at each of --scales: 10 x scales), or a view spec such as\n"
-                  "'tencrop(resize=288,size=224) | normalize(imagenet)'")
-      ->capture_default_str();
-  cmd->add_option("--scales", command->scales,
-                  "multiscale short sides, comma-separated; default 224,256,384,480,640 for 224-pixel models,\n"
-                  "otherwise R,R+R/8,R+R/4 with R the resize (e.g. 32,36,40 for Fashion-MNIST)");
-  cmd->add_option("--resize", c.resize,
-                  "shorter side before cropping (0: from the training spec; a value also turns off pad_crop's\n"
-                  "padding)")
-      ->capture_default_str();
-  cmd->add_option("--crop", c.crop, "crop side (0: the model's input; any other value must equal it)")
-      ->capture_default_str();
-  cmd->add_option("--average", c.average, "what is averaged over a member's views: probs (softmax) or logits")
-      ->capture_default_str();
-  cmd->add_option("--batch", c.batch,
-                  "views per forward pass (the loader batches --batch / views-per-image images); bounds memory")
-      ->capture_default_str();
-  cmd->add_option("--threads", c.threads, "decode and crop threads (the model's layers use the same arena)")
-      ->capture_default_str();
+  add_test_time_options(*cmd, c, command->scales);
   cmd->add_option("--repeats", c.repeats, "timed passes over the data; images/s is their median")
       ->capture_default_str();
   cmd->add_flag("--compare", command->compare,
