@@ -12,31 +12,13 @@
 #include "pipeline/evaluator.hpp"
 #include "pipeline/loader.hpp"
 #include "tests/fixtures.hpp"
+#include "tests/model_fixtures.hpp"
 
 namespace augflow::pipeline {
 namespace {
 
-/// `classes` class folders of noise images of varied sizes under dir/data.
-void write_folder(const test::TempDir& dir, int classes, int per_class) {
-  for (int label = 0; label < classes; ++label)
-    for (int i = 0; i < per_class; ++i)
-      dir.write("data/class" + std::to_string(label) + "/img" + std::to_string(i) + ".png",
-                test::encode(test::noise_image(40 + 3 * i, 36 + 5 * label, 3, 10 * label + i), ".png"));
-}
-
-/// An untrained (randomly initialised) checkpoint of `spec` for `side` x `side` RGB inputs.
-std::string write_checkpoint(const test::TempDir& dir, const std::string& name, const std::string& spec, int side,
-                             int classes, const std::string& augmentation, std::uint64_t seed = 1) {
-  model::Net net(model::parse_model_spec(spec, classes), {0, 3, side, side}, classes);
-  net.initialize(seed);
-  model::Checkpoint ckpt;
-  model::store_net(net, ckpt);
-  for (int k = 0; k < classes; ++k) ckpt.class_names.push_back("class" + std::to_string(k));
-  ckpt.augmentation = augmentation;
-  const auto path = (dir.path() / name).string();
-  model::save_checkpoint(path, ckpt);
-  return path;
-}
+using test::write_checkpoint;
+using test::write_noise_folder;
 
 model::Checkpoint checkpoint_with(const std::string& augmentation, int side) {
   model::Checkpoint ckpt;
@@ -82,7 +64,7 @@ TEST(EvalViews, CropThatDoesNotFitTheModelIsAnError) {
 
 TEST(EvalViews, LoaderBatchesHoldEveryViewOfEachImageInOrder) {
   test::TempDir dir;
-  write_folder(dir, 2, 3);
+  write_noise_folder(dir, 2, 3);
   Dataset data = open_dataset((dir.path() / "data").string());
   auto views = std::make_shared<const augment::ViewPipeline>(
       augment::parse_views("multiscale([24,30,36],24) | normalize(imagenet)"));
@@ -136,7 +118,7 @@ TEST(EvalViews, AveragingProbabilitiesAndLogits) {
 
 TEST(EvalEnsemble, OneModelAndIdenticalCopiesEqualTheModel) {
   test::TempDir dir;
-  write_folder(dir, 3, 4);
+  write_noise_folder(dir, 3, 4);
   const auto a = write_checkpoint(dir, "a.ckpt", "conv4k3p1-relu-gap-fc3", 24, 3, "scale_crop(28,40,24) | normalize(imagenet)");
   EvalConfig c;
   c.data = (dir.path() / "data").string();
@@ -161,7 +143,7 @@ TEST(EvalEnsemble, OneModelAndIdenticalCopiesEqualTheModel) {
 
 TEST(EvalEnsemble, MembersWithDifferentViewsRunInLockstep) {
   test::TempDir dir;
-  write_folder(dir, 2, 5);
+  write_noise_folder(dir, 2, 5);
   const auto small = write_checkpoint(dir, "s.ckpt", "conv4k3p1-relu-gap-fc2", 16, 2, "scale_crop(20,30,16) | normalize(imagenet)");
   const auto large = write_checkpoint(dir, "l.ckpt", "conv4k3p1-relu-gap-fc2", 24, 2, "scale_crop(28,40,24) | normalize(imagenet)", 7);
   EvalConfig c;
@@ -178,7 +160,7 @@ TEST(EvalEnsemble, MembersWithDifferentViewsRunInLockstep) {
 
 TEST(EvalEnsemble, ClassMismatchIsAClearError) {
   test::TempDir dir;
-  write_folder(dir, 3, 2);
+  write_noise_folder(dir, 3, 2);
   const auto two = write_checkpoint(dir, "two.ckpt", "fc2", 16, 2, "scale_crop(20,30,16) | normalize(imagenet)");
   EvalConfig c;
   c.data = (dir.path() / "data").string();

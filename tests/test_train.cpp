@@ -14,6 +14,7 @@
 #include "model/checkpoint.hpp"
 #include "pipeline/trainer.hpp"
 #include "tests/fixtures.hpp"
+#include "tests/model_fixtures.hpp"
 
 namespace augflow::pipeline {
 namespace {
@@ -48,15 +49,7 @@ nlohmann::json read_json(const std::filesystem::path& path) {
 TEST(Train, WritesTheRunFolderAndLearns) {
   test::TempDir dir;
   write_colour_folder(dir, 20);
-  TrainConfig c;
-  c.train = (dir.path() / "data").string();
-  c.val_split = 0.25;
-  c.model = "fc2";
-  c.aug = "pad_crop(0,32) | hflip | normalize(none)";
-  c.epochs = 6;
-  c.batch = 8;
-  c.lr = 0.01;
-  c.out = (dir.path() / "run").string();
+  TrainConfig c = test::learning_colour_config(dir);
   std::vector<std::string> lines;
   std::size_t progress_calls = 0;
   TrainProgress last;
