@@ -131,6 +131,11 @@ void add_train_command(CLI::App& app) {
                   "Without --schedule: K cosine cycles over the run (restarts:EPOCHS/K:1); with\n"
                   "restarts:... or cyclic:...: the ends of its cycles; 0: off")
       ->capture_default_str();
+  cmd->add_option("--freeze", c->freeze,
+                  "keep the first N layers of --model fixed (their weights and batch-norm statistics): train\n"
+                  "only the rest, e.g. a new head on a pretrained network; layer i is token i of the printed\n"
+                  "model spec (RUNDIR/config.json's \"model\"); 0: train every layer")
+      ->capture_default_str();
   cmd->add_option("--seed", c->seed, "run seed: split, order, augmentation, initialisation, dropout masks")
       ->capture_default_str();
   cmd->add_option("--threads", c->threads, "loader threads")->capture_default_str();

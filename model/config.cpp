@@ -5,11 +5,12 @@
 //   conv     out, k, s (1), p (0)        whole numbers; out, k, s >= 1, p >= 0
 //   fc       out                         >= 1
 //   lrelu    a (0.01), the leaky slope   in [0, 1)
-//   pool     k                           >= 1 (stride k)
+//   pool     k, s (k), p (0)             whole numbers; k, s >= 1, 0 <= p <= k/2 (PyTorch's rule)
 //   avgpool  k                           >= 1 (stride k)
 //   drop     p                           drop probability in [0, 1)
 //   dc       p                           drop probability in [0, 1); applies to the next fc
-//   res      out, s (1)                  >= 1
+//   res      out, s (1), bn (1)          out, s >= 1; bn 0 or 1 (written b0/b1 in the compact
+//                                        form: b0 is the block without batch norm, convs with bias)
 //   bn, relu, tanh, gap, flatten         no arguments
 // "sdP" is not a layer: it sets ModelSpec::survival, P in (0, 1], and needs a res block.
 //
@@ -46,15 +47,15 @@ constexpr double kMaxSize = 1 << 20;
 constexpr double kDefaultSlope = 0.01;
 
 constexpr std::string_view kAcceptedForms =
-    "convNkK[sS][pP], fcN, bn, relu, lrelu[A], tanh, poolK, avgpoolK, gap, flatten, dropP, dcP, "
-    "resN[sS], sdP (tokens joined by '-', e.g. conv32k3p1-bn-relu-pool2-fc10); presets: "
+    "convNkK[sS][pP], fcN, bn, relu, lrelu[A], tanh, poolK[sS][pP], avgpoolK, gap, flatten, dropP, dcP, "
+    "resN[sS][b0], sdP (tokens joined by '-', e.g. conv32k3p1-bn-relu-pool2-fc10); presets: "
     "twolayer, mlp, cnn-small, resnet-mini; or JSON {\"version\":1,\"layers\":[...]}";
 
 /// How a kind is written in the compact form.
 enum class Syntax {
   bare,            // bn
   size,            // fc10, pool2: one whole number, stored under `key`
-  size_suffixes,   // conv32k3s2p1, res64s2: a whole number, then letter+number pairs
+  size_suffixes,   // conv32k3s2p1, pool3s2p1, res64s2b0: a whole number, then letter+number pairs
   number,          // drop0.5: one real number, required
   optional_number  // lrelu, lrelu0.2: one real number with a default
 };
@@ -74,15 +75,18 @@ constexpr KindInfo kKinds[] = {
     {"relu", Syntax::bare, "", "", "relu"},
     {"lrelu", Syntax::optional_number, "a", "", "lrelu or lreluA, e.g. lrelu0.2"},
     {"tanh", Syntax::bare, "", "", "tanh"},
-    {"pool", Syntax::size, "k", "", "poolK, e.g. pool2"},
+    {"pool", Syntax::size_suffixes, "k", "sp", "poolK[sS][pP] with P <= K/2, e.g. pool2 or pool3s2p1"},
     {"avgpool", Syntax::size, "k", "", "avgpoolK, e.g. avgpool2"},
     {"gap", Syntax::bare, "", "", "gap"},
     {"flatten", Syntax::bare, "", "", "flatten"},
     {"drop", Syntax::number, "p", "", "dropP with P in [0,1), e.g. drop0.5"},
     {"dc", Syntax::number, "p", "", "dcP with P in [0,1), followed by an fc, e.g. dc0.5-fc10"},
-    {"res", Syntax::size_suffixes, "out", "s", "resN[sS], e.g. res32 or res64s2"},
+    {"res", Syntax::size_suffixes, "out", "sb", "resN[sS][b0], e.g. res32, res64s2, or res64s2b0 without batch norm"},
     {"sd", Syntax::number, "p", "", "sdP with P in (0,1], e.g. sd0.8"},
 };
+
+/// The argument key of a suffix letter: the letter itself, but "bn" for res's b0/b1.
+std::string suffix_key(char letter) { return letter == 'b' ? "bn" : std::string(1, letter); }
 
 const KindInfo* find_kind(std::string_view name) {
   for (const auto& kind : kKinds)
@@ -159,11 +163,27 @@ void validate_layer(const LayerSpec& layer, const KindInfo& kind, const Where& w
     whole_at_least("p", 0, "the padding");
   } else if (layer.kind == "fc") {
     whole_at_least("out", 1, "the number of outputs");
-  } else if (layer.kind == "pool" || layer.kind == "avgpool") {
+  } else if (layer.kind == "pool") {
+    whole_at_least("k", 1, "the window size");
+    whole_at_least("s", 1, "the stride");
+    whole_at_least("p", 0, "the padding");
+    const double k = layer.args.at("k"), p = layer.args.at("p");
+    const double most = std::floor(k / 2);
+    if (p > most)
+      fail(where,
+           "pool: the padding " + format_number(p) + " is more than half the window " + format_number(k) +
+               " (at most " + format_number(most) + ", K/2 rounded down, as in PyTorch's MaxPool2d); write p" +
+               format_number(most) + (most > 0 ? " or less" : " (no padding)") + ", or a larger window",
+           kind.form);
+  } else if (layer.kind == "avgpool") {
     whole_at_least("k", 1, "the window size");
   } else if (layer.kind == "res") {
     whole_at_least("out", 1, "the number of channels");
     whole_at_least("s", 1, "the stride");
+    const double bn = layer.args.at("bn");
+    if (bn != 0.0 && bn != 1.0)
+      fail(where, "res: bn must be 0 (no batch norm: b0) or 1 (with batch norm, the default), not " + format_number(bn),
+           kind.form);
   } else if (layer.kind == "lrelu") {
     probability("a", true, false, "the leaky slope");
   } else if (layer.kind == "drop") {
@@ -178,8 +198,14 @@ void fill_defaults(LayerSpec& layer) {
   if (layer.kind == "conv") {
     layer.args.try_emplace("s", 1.0);
     layer.args.try_emplace("p", 0.0);
+  } else if (layer.kind == "pool") {
+    // The stride defaults to the window (non-overlapping windows); without k, the "needs k"
+    // check reports it.
+    if (const auto k = layer.args.find("k"); k != layer.args.end()) layer.args.try_emplace("s", k->second);
+    layer.args.try_emplace("p", 0.0);
   } else if (layer.kind == "res") {
     layer.args.try_emplace("s", 1.0);
+    layer.args.try_emplace("bn", 1.0);
   } else if (layer.kind == "lrelu") {
     layer.args.try_emplace("a", kDefaultSlope);
   }
@@ -190,9 +216,10 @@ std::vector<std::string_view> keys_of(std::string_view kind) {
   if (kind == "conv") return {"out", "k", "s", "p"};
   if (kind == "fc") return {"out"};
   if (kind == "lrelu") return {"a"};
-  if (kind == "pool" || kind == "avgpool") return {"k"};
+  if (kind == "pool") return {"k", "s", "p"};
+  if (kind == "avgpool") return {"k"};
   if (kind == "drop" || kind == "dc") return {"p"};
-  if (kind == "res") return {"out", "s"};
+  if (kind == "res") return {"out", "s", "bn"};
   return {};
 }
 
@@ -276,11 +303,11 @@ Parsed parse_token(std::string_view spec, std::string_view token, std::size_t po
         const char letter = rest[pos];
         if (kind->suffixes.find(letter) == std::string_view::npos)
           bad("unexpected '" + std::string(rest.substr(pos)) + "' after " + std::string(token.substr(0, name_end + pos)));
-        const std::string key(1, letter);
-        if (args.count(key)) bad("'" + key + "' given twice");
+        const std::string key = suffix_key(letter);
+        if (args.count(key)) bad("'" + std::string(1, letter) + "' given twice");
         ++pos;
         const auto value = read_digits(rest, pos);
-        if (!value) bad("'" + key + "' needs a whole number right after it");
+        if (!value) bad("'" + std::string(1, letter) + "' needs a whole number right after it");
         args[key] = *value;
       }
       if (kind->name == "conv" && !args.count("k")) bad("conv needs a kernel size kK");
@@ -434,16 +461,30 @@ std::string print_model_spec(const ModelSpec& spec) {
       throw Error("print_model_spec: " + layer.kind + " has no argument '" + key + "'");
     return it->second;
   };
+  // The keys added after version 1 first shipped (pool's s and p, res's bn) may be missing from
+  // a spec built in code (the ONNX reader's): their defaults then.
+  const auto arg_or = [](const LayerSpec& layer, const char* key, double fallback) {
+    const auto it = layer.args.find(key);
+    return it == layer.args.end() ? fallback : it->second;
+  };
   for (const auto& layer : spec.layers) {
     std::string token = layer.kind;
     if (layer.kind == "conv") {
       token += format_number(arg(layer, "out")) + "k" + format_number(arg(layer, "k"));
       if (arg(layer, "s") != 1.0) token += "s" + format_number(arg(layer, "s"));
       if (arg(layer, "p") != 0.0) token += "p" + format_number(arg(layer, "p"));
-    } else if (layer.kind == "fc" || layer.kind == "res") {
+    } else if (layer.kind == "fc") {
       token += format_number(arg(layer, "out"));
-      if (layer.kind == "res" && arg(layer, "s") != 1.0) token += "s" + format_number(arg(layer, "s"));
-    } else if (layer.kind == "pool" || layer.kind == "avgpool") {
+    } else if (layer.kind == "res") {
+      token += format_number(arg(layer, "out"));
+      if (arg(layer, "s") != 1.0) token += "s" + format_number(arg(layer, "s"));
+      if (arg_or(layer, "bn", 1.0) != 1.0) token += "b" + format_number(arg_or(layer, "bn", 1.0));
+    } else if (layer.kind == "pool") {
+      token += format_number(arg(layer, "k"));
+      const double k = arg(layer, "k"), stride = arg_or(layer, "s", k), pad = arg_or(layer, "p", 0.0);
+      if (stride != k) token += "s" + format_number(stride);
+      if (pad != 0.0) token += "p" + format_number(pad);
+    } else if (layer.kind == "avgpool") {
       token += format_number(arg(layer, "k"));
     } else if (layer.kind == "drop" || layer.kind == "dc") {
       token += format_number(arg(layer, "p"));

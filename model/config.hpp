@@ -6,13 +6,18 @@
 //   fcN              fully-connected (linear) layer with N outputs (flattens its input)
 //   bn               batch norm (per channel after a conv, per feature after an fc)
 //   relu | lrelu[A] | tanh   activations (leaky slope A, default 0.01)
-//   pool2 | poolK    max-pool K x K, stride K;    avgpool2 | avgpoolK   average-pool
+//   poolK[sS][pP]    max-pool K x K, stride S (K), padding P (0, at most K/2; it counts as
+//                    -infinity): PyTorch's MaxPool2d(K, S, P), e.g. pool2, pool3s2p1
+//   avgpoolK         average-pool K x K, stride K
 //   gap              global average pool (N x C x H x W -> N x C)
 //   flatten          N x C x H x W -> N x (C*H*W) (fc does it implicitly)
 //   dropP            inverted dropout with drop probability P (keep 1-P)
 //   dcP              DropConnect with drop probability P on the weights of the next fc
-//   resN[sS]         residual basic block (conv3-bn-relu-conv3-bn + shortcut, then relu), N
-//                    channels, stride S; a 1x1 projection shortcut when shape changes
+//   resN[sS][b0]     residual basic block (conv3-bn-relu-conv3-bn + shortcut, then relu), N
+//                    channels, stride S; a 1x1 projection shortcut (+ bn) when shape changes.
+//                    b0: without batch norm, every conv with a bias (conv3-relu-conv3 +
+//                    shortcut, then relu): a ResNet block whose batch norm was folded into its
+//                    convs, as PyTorch's ONNX export writes it. b1 (with bn) is the default.
 //   sdP              stochastic depth: survival probability of the LAST residual block is P,
 //                    decaying linearly from 1 for the first (Huang et al. 2016); applies to
 //                    every res block of the model
@@ -37,7 +42,8 @@ inline constexpr int kModelSpecVersion = 1;
 struct LayerSpec {
   std::string kind;                      ///< "conv", "fc", "bn", "relu", "lrelu", "tanh", "pool",
                                          ///< "avgpool", "gap", "flatten", "drop", "dc", "res"
-  std::map<std::string, double> args;    ///< e.g. {"out",32},{"k",3},{"s",1},{"p",1}; {"p",0.5} for drop
+  std::map<std::string, double> args;    ///< e.g. {"out",32},{"k",3},{"s",1},{"p",1}; {"p",0.5} for drop;
+                                         ///< {"out",64},{"s",2},{"bn",0} for res64s2b0
   bool operator==(const LayerSpec&) const = default;
 };
 

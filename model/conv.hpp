@@ -35,7 +35,15 @@ class Conv2d : public Layer {
   double flops_per_sample(const Shape& in) const override;
 
   Param& weight() { return weight_; }
-  Param& bias() { return bias_; }
+  Param& bias() { return bias_; }  ///< empty tensors when !has_bias()
+  const Param& weight() const { return weight_; }
+  const Param& bias() const { return bias_; }
+  int in_channels() const { return c_; }
+  int out_channels() const { return out_; }
+  int kernel() const { return k_; }
+  int stride() const { return s_; }
+  int padding() const { return p_; }
+  bool has_bias() const { return has_bias_; }
   /// Renames the parameters "<prefix>.weight" and "<prefix>.bias".
   void set_param_prefix(const std::string& prefix);
 

@@ -137,8 +137,10 @@ const Tensor& Net::forward(const Tensor& x, ForwardContext ctx) {
   if (s.c != input_.c || s.h != input_.h || s.w != input_.w || s.n < 1)
     throw ShapeError("model: the batch is " + s.str() + " but the model was built for inputs of " + chw(input_));
   const Tensor* in = &x;
+  const Mode mode = ctx.mode;
   for (std::size_t i = 0; i < layers_.size(); ++i) {
     ctx.layer_index = static_cast<int>(i);
+    ctx.mode = i < frozen_ ? Mode::test : mode;
     const auto start = profile_ ? Clock::now() : Clock::time_point{};
     layers_[i]->forward(*in, activations_[i], ctx);
     if (profile_) profile_->forward_seconds[i] += seconds_since(start);
@@ -157,13 +159,26 @@ void Net::backward(const Tensor& dlogits) {
   // batch, so no buffer is regrown (and zero-filled by std::vector) every step. Two tensors
   // used in turn would halve the memory but regrow at every layer whose input is larger than
   // its output (pooling), which cost about 5% of a cnn-small step.
-  for (std::size_t k = layers_.size(); k-- > 0;) {
+  for (std::size_t k = layers_.size(); k-- > frozen_;) {
     const Tensor& x = k == 0 ? *input_batch_ : activations_[k - 1];
     const Tensor& dy = k + 1 == layers_.size() ? dlogits : gradients_[k + 1];
     const auto start = profile_ ? Clock::now() : Clock::time_point{};
     layers_[k]->backward(x, activations_[k], dy, gradients_[k]);
     if (profile_) profile_->backward_seconds[k] += seconds_since(start);
   }
+}
+
+void Net::freeze(int layers) {
+  const auto count = static_cast<long long>(layers_.size());
+  if (layers < 0 || layers >= count)
+    throw ConfigError("model: cannot freeze " + std::to_string(layers) + " layers of a model with " +
+                      std::to_string(count) + " layers (" + print_model_spec(spec_) +
+                      "): the last layer must stay trainable, so freeze 0 to " + std::to_string(count - 1) +
+                      " layers (layer i is token i of the spec)");
+  frozen_ = static_cast<std::size_t>(layers);
+  // Layer `frozen_` is the first whose backward runs: its input gradient would go to frozen
+  // layers only. Layer 0's never has a consumer.
+  for (std::size_t i = 0; i < layers_.size(); ++i) layers_[i]->set_input_gradient(i > frozen_);
 }
 
 void Net::attach_profile(Profile* profile) {
@@ -185,6 +200,13 @@ std::vector<Param*> Net::params() {
   for (auto& layer : layers_)
     for (Param* p : layer->params()) all.push_back(p);
   return all;
+}
+
+std::vector<Param*> Net::trainable_params() {
+  std::vector<Param*> trainable;
+  for (std::size_t i = frozen_; i < layers_.size(); ++i)
+    for (Param* p : layers_[i]->params()) trainable.push_back(p);
+  return trainable;
 }
 
 std::vector<Tensor*> Net::state() {

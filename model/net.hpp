@@ -4,6 +4,13 @@
 //   net.initialize(seed);
 //   const Tensor& logits = net.forward(batch, ctx);   // N x classes
 //   net.backward(dlogits);                            // adds into every Param's grad
+//
+// Fine-tuning: net.freeze(n) keeps layers [0, n) fixed. They run forward in Mode::test whatever
+// the context says (batch norm normalises with its running statistics and leaves them as they
+// are, dropout and stochastic depth take their expected values), backward stops at layer n
+// (whose input gradient is not computed, as for the first layer of every network), and
+// trainable_params() leaves their parameters out: the optimizer, the regularizer and EMA
+// averaging take that list, while params() (checkpoints) still has every parameter.
 #pragma once
 
 #include <cstdint>
@@ -33,7 +40,18 @@ class Net {
   void backward(const Tensor& dlogits);
   void zero_grad();
 
+  /// Keeps layers [0, layers) fixed (see above); 0 trains every layer. The last layer stays
+  /// trainable: throws ConfigError, naming the value and the layer count, unless
+  /// 0 <= layers < layer_count().
+  void freeze(int layers);
+  /// The number of frozen layers (0 unless freeze was called).
+  std::size_t frozen() const { return frozen_; }
+
+  /// Every parameter, frozen ones included (what checkpoints store).
   std::vector<Param*> params();
+  /// The parameters of layers [frozen(), layer_count()), in the order of params(): what the
+  /// optimizer steps, the regularizer penalises and EMA averages.
+  std::vector<Param*> trainable_params();
   std::vector<Tensor*> state();
   const ModelSpec& spec() const { return spec_; }
   Shape input_shape() const { return input_; }
@@ -59,6 +77,7 @@ class Net {
   std::vector<Tensor> activations_;    // activations_[i] = output of layer i
   std::vector<Tensor> gradients_;      // gradients_[i] = d(loss)/d(input of layer i)
   const Tensor* input_batch_ = nullptr;
+  std::size_t frozen_ = 0;
   Profile* profile_ = nullptr;
 };
 

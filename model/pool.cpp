@@ -10,26 +10,111 @@
 namespace augflow::model {
 namespace {
 
-Shape window_output(const std::string& token, int k, const Shape& in) {
-  if (in.h < k || in.w < k)
-    throw ShapeError(token + ": input " + in.str() + " is smaller than the " + std::to_string(k) +
-                     "x" + std::to_string(k) + " window");
-  return {in.n, in.c, in.h / k, in.w / k};
+/// Output size of K x K windows at stride S over an input padded by P on every side.
+Shape window_output(const std::string& token, int k, int s, int p, const Shape& in) {
+  if (in.h + 2 * p < k || in.w + 2 * p < k)
+    throw ShapeError(token + ": input " + in.str() + " is smaller than the " + std::to_string(k) + "x" +
+                     std::to_string(k) + " window" + (p > 0 ? " (with padding " + std::to_string(p) + ")" : ""));
+  return {in.n, in.c, (in.h + 2 * p - k) / s + 1, (in.w + 2 * p - k) / s + 1};
 }
 
-void check_window(const std::string& token, int k, const Shape& in) {
-  if (k < 1) throw SpecError(token + ": the window size must be at least 1", token);
-  window_output(token, k, in);
+/// The input positions [lo, hi) under output position o: the window o * s - p + [0, k) clipped
+/// to [0, size). The clipped part is padding, which never wins a max (-infinity); P <= K / 2
+/// keeps [lo, hi) non-empty.
+void window_span(int o, int k, int s, int p, int size, int& lo, int& hi) {
+  const int start = o * s - p;
+  lo = std::max(start, 0);
+  hi = std::min(start + k, size);
+}
+
+/// The offset in `plane` (h x w) of the first maximum, in raster order, of output (oh, ow)'s
+/// window: the reference of MaxPool's forward (its value) and backward (where dy goes).
+/// "x > best" keeps the first of equal values, as std::max(best, x) does in the fast path and
+/// PyTorch's CPU kernel does.
+std::size_t first_max(const float* plane, int h, int w, int k, int s, int p, int oh, int ow) {
+  int r0, r1, c0, c1;
+  window_span(oh, k, s, p, h, r0, r1);
+  window_span(ow, k, s, p, w, c0, c1);
+  std::size_t best = static_cast<std::size_t>(r0) * w + c0;
+  float v = plane[best];
+  for (int r = r0; r < r1; ++r)
+    for (int c = c0; c < c1; ++c) {
+      const std::size_t at = static_cast<std::size_t>(r) * w + c;
+      if (plane[at] > v) {
+        v = plane[at];
+        best = at;
+      }
+    }
+  return best;
 }
 
 }  // namespace
 
-MaxPool::MaxPool(const Shape& in, int k) : k_(k) { check_window(spec(), k_, in); }
+MaxPool::MaxPool(const Shape& in, int k, int stride, int pad) : k_(k), s_(stride), p_(pad) {
+  if (k_ < 1) throw SpecError(spec() + ": the window size must be at least 1", spec());
+  if (s_ < 1) throw SpecError(spec() + ": the stride must be at least 1", spec());
+  if (p_ < 0) throw SpecError(spec() + ": the padding must be at least 0", spec());
+  if (p_ > k_ / 2)
+    throw SpecError(spec() + ": the padding " + std::to_string(p_) + " is more than half the " + std::to_string(k_) +
+                        "x" + std::to_string(k_) + " window; at most " + std::to_string(k_ / 2) +
+                        " (K/2 rounded down, as in PyTorch's MaxPool2d): lower p or widen the window",
+                    spec());
+  window_output(spec(), k_, s_, p_, in);
+}
 
-Shape MaxPool::output_shape(const Shape& in) const { return window_output(spec(), k_, in); }
+std::string MaxPool::spec() const {
+  std::string s = "pool" + std::to_string(k_);
+  // Appended piecewise: GCC 12 warns (-Wrestrict, a false positive) on "s" + to_string(...).
+  if (s_ != k_) s.append("s").append(std::to_string(s_));
+  if (p_ != 0) s.append("p").append(std::to_string(p_));
+  return s;
+}
+
+Shape MaxPool::output_shape(const Shape& in) const { return window_output(spec(), k_, s_, p_, in); }
 
 void MaxPool::forward(const Tensor& x, Tensor& y, const ForwardContext& ctx) {
   (void)ctx;
+  if (fast()) return forward_fast(x, y);
+  const Shape in = x.shape();
+  const Shape out = output_shape(in);
+  y.resize(out);
+  for_each_chunk(in.n, x.size(), [&](int, int begin, int end) {
+    for (int i = begin; i < end; ++i)
+      for (int c = 0; c < in.c; ++c) {
+        const float* plane = x.sample(i) + static_cast<std::size_t>(c) * in.h * in.w;
+        float* o = y.sample(i) + static_cast<std::size_t>(c) * out.h * out.w;
+        for (int oh = 0; oh < out.h; ++oh)
+          for (int ow = 0; ow < out.w; ++ow)
+            o[oh * out.w + ow] = plane[first_max(plane, in.h, in.w, k_, s_, p_, oh, ow)];
+      }
+  });
+}
+
+void MaxPool::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) {
+  if (fast()) return backward_fast(x, y, dy, dx);
+  const Shape in = x.shape();
+  const Shape out = dy.shape();
+  dx.resize(in);
+  // Overlapping windows may share their maximum: its gradients add, in raster order of the
+  // outputs (one sample per task, so the order never depends on the threads).
+  for_each_chunk(in.n, x.size(), [&](int, int begin, int end) {
+    for (int i = begin; i < end; ++i) {
+      float* dxs = dx.sample(i);
+      std::fill(dxs, dxs + in.per_sample(), 0.0f);
+      for (int c = 0; c < in.c; ++c) {
+        const std::size_t plane_offset = static_cast<std::size_t>(c) * in.h * in.w;
+        const float* plane = x.sample(i) + plane_offset;
+        float* dplane = dxs + plane_offset;
+        const float* g = dy.sample(i) + static_cast<std::size_t>(c) * out.h * out.w;
+        for (int oh = 0; oh < out.h; ++oh)
+          for (int ow = 0; ow < out.w; ++ow)
+            dplane[first_max(plane, in.h, in.w, k_, s_, p_, oh, ow)] += g[oh * out.w + ow];
+      }
+    }
+  });
+}
+
+void MaxPool::forward_fast(const Tensor& x, Tensor& y) const {
   const Shape in = x.shape();
   const Shape out = output_shape(in);
   y.resize(out);
@@ -61,7 +146,7 @@ void MaxPool::forward(const Tensor& x, Tensor& y, const ForwardContext& ctx) {
   });
 }
 
-void MaxPool::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) {
+void MaxPool::backward_fast(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) const {
   const Shape in = x.shape();
   const Shape out = dy.shape();
   dx.resize(in);
@@ -123,9 +208,12 @@ void MaxPool::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tenso
   });
 }
 
-AvgPool::AvgPool(const Shape& in, int k) : k_(k) { check_window(spec(), k_, in); }
+AvgPool::AvgPool(const Shape& in, int k) : k_(k) {
+  if (k_ < 1) throw SpecError(spec() + ": the window size must be at least 1", spec());
+  window_output(spec(), k_, k_, 0, in);
+}
 
-Shape AvgPool::output_shape(const Shape& in) const { return window_output(spec(), k_, in); }
+Shape AvgPool::output_shape(const Shape& in) const { return window_output(spec(), k_, k_, 0, in); }
 
 void AvgPool::forward(const Tensor& x, Tensor& y, const ForwardContext& ctx) {
   (void)ctx;

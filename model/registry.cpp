@@ -99,8 +99,9 @@ LayerPtr build(const LayerSpec& spec, const Shape& in) {
     return std::make_unique<Tanh>();
   }
   if (kind == "pool") {
-    const Args a(spec, {"k"});
-    return std::make_unique<MaxPool>(in, a.integer("k", 1, 0));
+    const Args a(spec, {"k", "s", "p"});
+    const int k = a.integer("k", 1, 0);
+    return std::make_unique<MaxPool>(in, k, a.integer("s", 1, k), a.integer("p", 0, 0));
   }
   if (kind == "avgpool") {
     const Args a(spec, {"k"});
@@ -125,9 +126,12 @@ LayerPtr build(const LayerSpec& spec, const Shape& in) {
     return std::make_unique<DropConnectMarker>(a.real("p", 0.0));
   }
   if (kind == "res") {
-    const Args a(spec, {"out", "s", "survival"});
+    const Args a(spec, {"out", "s", "survival", "bn"});
+    const int bn = a.integer("bn", 0, 1);
+    if (bn > 1) throw SpecError(token_text(spec) + ": 'bn' must be 0 (no batch norm) or 1 (batch norm), got " +
+                                    std::to_string(bn), kind);
     return std::make_unique<Residual>(in, a.integer("out", 1, 0), a.integer("s", 1, 1),
-                                      a.real("survival", 1.0));
+                                      a.real("survival", 1.0), bn == 1);
   }
   throw SpecError("unknown layer kind '" + kind + "'", kind);
 }

@@ -5,32 +5,40 @@
 
 namespace augflow::model {
 
-Residual::Residual(const Shape& in, int out, int stride, double survival)
+Residual::Residual(const Shape& in, int out, int stride, double survival, bool batch_norm)
     : in_(in),
       out_(out),
       s_(stride),
       survival_(survival),
-      conv1_(in, out, 3, stride, 1, false),
-      bn1_(conv1_.output_shape({1, in.c, in.h, in.w})),
-      conv2_(conv1_.output_shape({1, in.c, in.h, in.w}), out, 3, 1, 1, false),
-      bn2_(conv1_.output_shape({1, in.c, in.h, in.w})) {
+      conv1_(in, out, 3, stride, 1, !batch_norm),
+      conv2_(conv1_.output_shape({1, in.c, in.h, in.w}), out, 3, 1, 1, !batch_norm) {
+  const Shape mid = conv1_.output_shape({1, in.c, in.h, in.w});
+  if (batch_norm) {
+    bn1_ = std::make_unique<BatchNorm>(mid);
+    bn2_ = std::make_unique<BatchNorm>(mid);
+  }
   if (!(survival_ > 0.0 && survival_ <= 1.0))
     throw SpecError(spec() + ": the survival probability must be in (0, 1]", spec());
   conv1_.set_param_prefix("res.conv1");
-  bn1_.set_param_prefix("res.bn1");
   conv2_.set_param_prefix("res.conv2");
-  bn2_.set_param_prefix("res.bn2");
+  if (batch_norm) {
+    bn1_->set_param_prefix("res.bn1");
+    bn2_->set_param_prefix("res.bn2");
+  }
   if (in.c != out || stride != 1) {
-    proj_ = std::make_unique<Conv2d>(in, out, 1, stride, 0, false);
-    proj_bn_ = std::make_unique<BatchNorm>(proj_->output_shape({1, in.c, in.h, in.w}));
+    proj_ = std::make_unique<Conv2d>(in, out, 1, stride, 0, !batch_norm);
     proj_->set_param_prefix("res.proj");
-    proj_bn_->set_param_prefix("res.proj_bn");
+    if (batch_norm) {
+      proj_bn_ = std::make_unique<BatchNorm>(proj_->output_shape({1, in.c, in.h, in.w}));
+      proj_bn_->set_param_prefix("res.proj_bn");
+    }
   }
 }
 
 std::string Residual::spec() const {
   std::string s = "res" + std::to_string(out_);
   if (s_ != 1) s.append("s").append(std::to_string(s_));  // not "s" + ...: GCC 12 -Wrestrict
+  if (!batch_norm()) s.append("b0");
   return s;
 }
 
@@ -43,14 +51,13 @@ Shape Residual::output_shape(const Shape& in) const {
 }
 
 void Residual::initialize(Rng& rng) {
+  // In the order of params(): the draws of the b1 block are those it always had.
   conv1_.initialize(rng);
-  bn1_.initialize(rng);
+  if (bn1_) bn1_->initialize(rng);
   conv2_.initialize(rng);
-  bn2_.initialize(rng);
-  if (proj_) {
-    proj_->initialize(rng);
-    proj_bn_->initialize(rng);
-  }
+  if (bn2_) bn2_->initialize(rng);
+  if (proj_) proj_->initialize(rng);
+  if (proj_bn_) proj_bn_->initialize(rng);
 }
 
 std::vector<Param*> Residual::params() {
@@ -59,13 +66,11 @@ std::vector<Param*> Residual::params() {
     for (Param* p : layer.params()) all.push_back(p);
   };
   add(conv1_);
-  add(bn1_);
+  if (bn1_) add(*bn1_);
   add(conv2_);
-  add(bn2_);
-  if (proj_) {
-    add(*proj_);
-    add(*proj_bn_);
-  }
+  if (bn2_) add(*bn2_);
+  if (proj_) add(*proj_);
+  if (proj_bn_) add(*proj_bn_);
   return all;
 }
 
@@ -74,9 +79,9 @@ std::vector<Tensor*> Residual::state() {
   auto add = [&](Layer& layer) {
     for (Tensor* t : layer.state()) all.push_back(t);
   };
-  add(bn1_);
-  add(bn2_);
-  if (proj_) add(*proj_bn_);
+  if (bn1_) add(*bn1_);
+  if (bn2_) add(*bn2_);
+  if (proj_bn_) add(*proj_bn_);
   return all;
 }
 
@@ -91,16 +96,27 @@ void Residual::forward(const Tensor& x, Tensor& y, const ForwardContext& ctx) {
   const Shape out = output_shape(x.shape());
   const int n = out.n;
   conv1_.forward(x, c1_, ctx);
-  bn1_.forward(c1_, b1_, ctx);
-  r1_.resize(b1_.shape());
-  for (std::size_t i = 0; i < b1_.size(); ++i) r1_[i] = b1_[i] > 0.0f ? b1_[i] : 0.0f;
+  const Tensor* a1 = &c1_;  // the first conv's normalised output (or the conv's own, b0)
+  if (bn1_) {
+    bn1_->forward(c1_, b1_, ctx);
+    a1 = &b1_;
+  }
+  r1_.resize(a1->shape());
+  for (std::size_t i = 0; i < a1->size(); ++i) r1_[i] = (*a1)[i] > 0.0f ? (*a1)[i] : 0.0f;
   conv2_.forward(r1_, c2_, ctx);
-  bn2_.forward(c2_, branch_, ctx);
+  const Tensor* branch = &c2_;
+  if (bn2_) {
+    bn2_->forward(c2_, branch_, ctx);
+    branch = &branch_;
+  }
   const Tensor* shortcut = &x;
   if (proj_) {
     proj_->forward(x, p1_, ctx);
-    proj_bn_->forward(p1_, shortcut_, ctx);
-    shortcut = &shortcut_;
+    shortcut = &p1_;
+    if (proj_bn_) {
+      proj_bn_->forward(p1_, shortcut_, ctx);
+      shortcut = &shortcut_;
+    }
   }
   gate_.resize(n);
   for (int i = 0; i < n; ++i) {
@@ -117,7 +133,7 @@ void Residual::forward(const Tensor& x, Tensor& y, const ForwardContext& ctx) {
     for (int i = begin; i < end; ++i) {
       const float g = gate_[i];
       const float* s = shortcut->sample(i);
-      const float* b = branch_.sample(i);
+      const float* b = branch->sample(i);
       float* ys = y.sample(i);
       for (std::size_t j = 0; j < per; ++j) {
         const float z = s[j] + g * b[j];
@@ -147,19 +163,36 @@ void Residual::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tens
       }
     }
   });
-  bn2_.backward(c2_, branch_, d_branch_, d_c2_);
-  conv2_.backward(r1_, c2_, d_c2_, d_r1_);
-  d_b1_.resize(b1_.shape());
-  for (std::size_t i = 0; i < b1_.size(); ++i) d_b1_[i] = b1_[i] > 0.0f ? d_r1_[i] : 0.0f;
-  bn1_.backward(c1_, b1_, d_b1_, d_c1_);
-  conv1_.backward(x, c1_, d_c1_, dx);
-  if (proj_) {
-    proj_bn_->backward(p1_, shortcut_, d_short_, d_p1_);
-    proj_->backward(x, p1_, d_p1_, d_px_);
-    for (std::size_t i = 0; i < dx.size(); ++i) dx[i] += d_px_[i];
-  } else {
-    for (std::size_t i = 0; i < dx.size(); ++i) dx[i] += d_short_[i];
+  const Tensor* d_c2 = &d_branch_;
+  if (bn2_) {
+    bn2_->backward(c2_, branch_, d_branch_, d_c2_);
+    d_c2 = &d_c2_;
   }
+  conv2_.backward(r1_, c2_, *d_c2, d_r1_);
+  const Tensor& a1 = bn1_ ? b1_ : c1_;
+  d_b1_.resize(a1.shape());
+  for (std::size_t i = 0; i < a1.size(); ++i) d_b1_[i] = a1[i] > 0.0f ? d_r1_[i] : 0.0f;
+  const Tensor* d_c1 = &d_b1_;
+  if (bn1_) {
+    bn1_->backward(c1_, b1_, d_b1_, d_c1_);
+    d_c1 = &d_c1_;
+  }
+  // The convs that read x skip their dx when this block's input needs no gradient.
+  conv1_.set_input_gradient(input_gradient_);
+  conv1_.backward(x, c1_, *d_c1, dx);
+  const Tensor* d_short = &d_short_;
+  if (proj_) {
+    proj_->set_input_gradient(input_gradient_);
+    const Tensor* d_p1 = &d_short_;
+    if (proj_bn_) {
+      proj_bn_->backward(p1_, shortcut_, d_short_, d_p1_);
+      d_p1 = &d_p1_;
+    }
+    proj_->backward(x, p1_, *d_p1, d_px_);
+    d_short = &d_px_;
+  }
+  if (!input_gradient_) return;
+  for (std::size_t i = 0; i < dx.size(); ++i) dx[i] += (*d_short)[i];
 }
 
 }  // namespace augflow::model

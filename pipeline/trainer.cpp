@@ -147,6 +147,24 @@ bool apply_control(const fs::path& out, int epoch, double& base_lr, const std::f
   return false;
 }
 
+/// "frozen: layers 0-1 (conv8k3p1-bn) keep their weights and batch-norm statistics; training
+/// layers 2-5 (relu-pool2-fc10)": what --freeze does to this model, said at the run's start.
+std::string frozen_layers_line(model::Net& net) {
+  const auto tokens = [&](std::size_t from, std::size_t to) {
+    std::string text;
+    for (std::size_t i = from; i < to; ++i) text += (text.empty() ? "" : "-") + net.layer(i).spec();
+    return text;
+  };
+  const auto range = [](std::size_t from, std::size_t to) {
+    return to - from == 1 ? "layer " + std::to_string(from)
+                          : "layers " + std::to_string(from) + "-" + std::to_string(to - 1);
+  };
+  const std::size_t frozen = net.frozen(), count = net.layer_count();
+  return "frozen: " + range(0, frozen) + " (" + tokens(0, frozen) +
+         ") keep their weights and batch-norm statistics; training " + range(frozen, count) + " (" +
+         tokens(frozen, count) + ")";
+}
+
 }  // namespace
 
 nlohmann::json to_json(const TrainConfig& c) {
@@ -154,7 +172,7 @@ nlohmann::json to_json(const TrainConfig& c) {
           {"epochs", c.epochs}, {"batch", c.batch}, {"optimizer", c.optimizer}, {"lr", c.lr},
           {"schedule", c.schedule}, {"regularizer", c.regularizer}, {"weight_decay", c.weight_decay},
           {"early_stop", c.early_stop}, {"seed", c.seed}, {"threads", c.threads}, {"cache_mb", c.cache_mb},
-          {"ema", c.ema}, {"snapshots", c.snapshots}, {"out", c.out}};
+          {"ema", c.ema}, {"snapshots", c.snapshots}, {"freeze", c.freeze}, {"out", c.out}};
 }
 
 TrainConfig train_config_from_json(const nlohmann::json& j) {
@@ -179,6 +197,7 @@ TrainConfig train_config_from_json(const nlohmann::json& j) {
     c.cache_mb = j.at("cache_mb");
     c.ema = j.value("ema", 0.0);
     c.snapshots = j.value("snapshots", 0);
+    c.freeze = j.value("freeze", 0);  // absent from the config.json of runs before --freeze
     c.out = j.at("out");
   } catch (const nlohmann::json::exception& e) {
     throw ConfigError(std::string("config.json of the run to resume is incomplete or malformed: ") + e.what());
@@ -301,15 +320,20 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
   const model::ModelSpec model_spec = model::parse_model_spec(c.model, classes);
   model::Net net(model_spec, {0, shape.channels, shape.height, shape.width}, classes);
   net.initialize(c.seed);
+  net.freeze(c.freeze);
+  if (c.freeze > 0) log(frozen_layers_line(net));
+  // What the optimizer steps, the regularizer penalises and EMA averages: every parameter but
+  // those of frozen layers (checkpoints still store them all, through params()).
+  const std::vector<model::Param*> trainable = net.trainable_params();
 
-  // Polyak/EMA averaging: a shadow copy of every parameter, ema <- d*ema + (1-d)*w after each
-  // step, evaluated each epoch by swapping it in (batch-norm statistics stay the model's).
+  // Polyak/EMA averaging: a shadow copy of every trained parameter, ema <- d*ema + (1-d)*w after
+  // each step, evaluated each epoch by swapping it in (batch-norm statistics stay the model's).
+  // ema[i] belongs to trainable[i].
   std::vector<model::Tensor> ema;
   if (c.ema > 0)
-    for (const model::Param* p : net.params()) ema.push_back(p->value);
+    for (const model::Param* p : trainable) ema.push_back(p->value);
   auto swap_ema = [&] {
-    auto params = net.params();
-    for (std::size_t i = 0; i < params.size(); ++i) std::swap(params[i]->value.storage(), ema[i].storage());
+    for (std::size_t i = 0; i < trainable.size(); ++i) std::swap(trainable[i]->value.storage(), ema[i].storage());
   };
   const std::string kEmaPrefix = "ema/";
 
@@ -335,9 +359,8 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
         optimizer_state.emplace(name, tensor);
         continue;
       }
-      const auto params = net.params();
-      for (std::size_t i = 0; i < params.size() && i < ema.size(); ++i)
-        if (params[i]->name == name.substr(kEmaPrefix.size())) ema[i] = tensor;
+      for (std::size_t i = 0; i < trainable.size() && i < ema.size(); ++i)
+        if (trainable[i]->name == name.substr(kEmaPrefix.size())) ema[i] = tensor;
     }
     optimizer->load_state(optimizer_state);
     summary.best_ema_val_accuracy = ckpt.meta.value("best_ema_val_accuracy", 0.0);
@@ -392,8 +415,7 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
     ckpt.augmentation = train_pipeline->print();
     ckpt.optimizer = c.optimizer;
     ckpt.optimizer_state = optimizer->state();
-    const auto params = net.params();
-    for (std::size_t i = 0; i < ema.size(); ++i) ckpt.optimizer_state[kEmaPrefix + params[i]->name] = ema[i];
+    for (std::size_t i = 0; i < ema.size(); ++i) ckpt.optimizer_state[kEmaPrefix + trainable[i]->name] = ema[i];
     ckpt.meta = {{"best_val_accuracy", summary.best_val_accuracy}, {"best_epoch", summary.best_epoch},
                  {"final_val_accuracy", summary.final_val_accuracy}, {"since_best", since_best},
                  {"train_seconds", train_seconds}, {"train_images", train_images},
@@ -447,20 +469,19 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
       const auto& logits = net.forward(x, ctx);
       const auto r = model::softmax_cross_entropy(logits, batch->labels(), dlogits);
       net.backward(dlogits);
-      const double penalty = model::apply_regularizer(regularizer, net.params());
+      const double penalty = model::apply_regularizer(regularizer, trainable);
       if (!std::isfinite(r.loss) || !std::isfinite(penalty))
         throw Error("training diverged at epoch " + std::to_string(epoch + 1) + ", batch " +
                     std::to_string(batch_index + 1) + ": the loss is " + std::to_string(r.loss) +
                     ". Try a smaller --lr (now " + std::to_string(c.lr) + "), a schedule, or batch norm; " +
                     (epoch > 0 ? (out / "last.ckpt").string() + " holds the last good epoch" : "no epoch finished"));
       lr = schedule.lr(base_lr, epoch, static_cast<double>(batch_index) / batches_per_epoch, c.epochs);
-      optimizer->step(net.params(), static_cast<float>(lr));
+      optimizer->step(trainable, static_cast<float>(lr));
       if (!ema.empty()) {
-        const auto params = net.params();
         const float d = static_cast<float>(c.ema);
-        for (std::size_t i = 0; i < params.size(); ++i) {
+        for (std::size_t i = 0; i < trainable.size(); ++i) {
           float* shadow = ema[i].data();
-          const float* w = params[i]->value.data();
+          const float* w = trainable[i]->value.data();
           for (std::size_t k = 0; k < ema[i].size(); ++k) shadow[k] = d * shadow[k] + (1.0f - d) * w[k];
         }
       }

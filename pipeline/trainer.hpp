@@ -53,6 +53,9 @@ struct TrainConfig {
   std::size_t cache_mb = 0;
   double ema = 0.0;                  ///< Polyak/EMA decay of a shadow copy of the weights; 0 = off
   int snapshots = 0;                 ///< snapshot ensemble: save the weights at the last K cycle ends
+  /// Fine-tuning: layers [0, freeze) of the model keep their weights and batch-norm statistics
+  /// (model::Net::freeze); only the rest is trained. 0: train every layer.
+  int freeze = 0;
   std::string out;                   ///< run folder (created)
 };
 

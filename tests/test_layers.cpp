@@ -24,7 +24,9 @@
 #include "model/dropout.hpp"
 #include "model/grad_check.hpp"
 #include "model/net.hpp"
+#include "model/pool.hpp"
 #include "model/residual.hpp"
+#include "tests/fixtures.hpp"
 
 namespace augflow::model {
 namespace {
@@ -64,6 +66,10 @@ std::vector<Case> grad_cases() {
       {"lrelu", {"lrelu", A{{"a", 0.1}}}, {2, 3, 5, 5}, Mode::test, Input::away_from_zero},
       {"tanh", {"tanh", {}}, {2, 3, 5, 5}},
       {"pool", {"pool", A{{"k", 2}}}, {2, 2, 5, 5}, Mode::test, Input::distinct},
+      // Overlapping and padded windows (torchvision's ResNet stem is pool3s2p1).
+      {"pool3s2p1", {"pool", A{{"k", 3}, {"s", 2}, {"p", 1}}}, {2, 2, 6, 7}, Mode::test, Input::distinct},
+      {"pool2s1", {"pool", A{{"k", 2}, {"s", 1}}}, {2, 2, 5, 5}, Mode::test, Input::distinct},
+      {"pool3s2", {"pool", A{{"k", 3}, {"s", 2}}}, {2, 2, 7, 8}, Mode::test, Input::distinct},
       {"avgpool", {"avgpool", A{{"k", 2}}}, {2, 2, 5, 5}},
       {"gap", {"gap", {}}, {2, 3, 4, 5}},
       {"flatten", {"flatten", {}}, {2, 2, 3, 3}},
@@ -74,6 +80,10 @@ std::vector<Case> grad_cases() {
       {"res_projection_train", {"res", A{{"out", 3}, {"s", 2}}}, {2, 2, 6, 6}, Mode::train, Input::uniform, 3e-3, 0.05},
       {"res_survival_train", {"res", A{{"out", 2}, {"survival", 0.5}}}, {3, 2, 5, 5}, Mode::train, Input::uniform, 3e-3, 0.05},
       {"res_survival_test", {"res", A{{"out", 2}, {"survival", 0.5}}}, {2, 2, 5, 5}, Mode::test, Input::uniform, 1e-3, 0.05},
+      // Without batch norm (b0): convs with bias.
+      {"res_b0_identity_train", {"res", A{{"out", 2}, {"bn", 0}}}, {2, 2, 5, 5}, Mode::train, Input::uniform, 1e-3, 0.05},
+      {"res_b0_projection_train", {"res", A{{"out", 3}, {"s", 2}, {"bn", 0}}}, {2, 2, 6, 6}, Mode::train, Input::uniform, 3e-3, 0.05},
+      {"res_b0_survival_test", {"res", A{{"out", 2}, {"bn", 0}, {"survival", 0.5}}}, {2, 2, 5, 5}, Mode::test, Input::uniform, 1e-3, 0.05},
   };
 }
 
@@ -149,6 +159,13 @@ TEST(LayerRegistry, UnknownKindAndBadArgumentsAreSpecErrors) {
   EXPECT_THROW(make_layer({"fc", {{"out", 4}, {"k", 3}}}, {1, 3, 8, 8}), SpecError);
   EXPECT_THROW(make_layer({"res", {{"out", 4}, {"survival", 0.0}}}, {1, 3, 8, 8}), SpecError);
   EXPECT_THROW(make_layer({"res", {{"out", 4}, {"survival", 1.5}}}, {1, 3, 8, 8}), SpecError);
+  EXPECT_THROW(make_layer({"res", {{"out", 4}, {"bn", 2}}}, {1, 3, 8, 8}), SpecError);
+  EXPECT_THROW(make_layer({"pool", {{"k", 2}, {"s", 0}}}, {1, 3, 8, 8}), SpecError);
+  EXPECT_THROW(make_layer({"pool", {{"k", 2}, {"p", -1}}}, {1, 3, 8, 8}), SpecError);
+  // PyTorch's rule: the padding is at most half the window; the message says how to fix it.
+  test::expect_throws_with([] { make_layer({"pool", {{"k", 3}, {"s", 2}, {"p", 2}}}, {1, 3, 8, 8}); },
+                   "pool3s2p2: the padding 2 is more than half the 3x3 window; at most 1");
+  test::expect_throws_with([] { make_layer({"pool", {{"k", 1}, {"p", 1}}}, {1, 3, 8, 8}); }, "at most 0");
 }
 
 TEST(LayerRegistry, ShapeMismatchNamesTheToken) {
@@ -191,6 +208,12 @@ TEST(LayerRegistry, SpecTokensAndShapes) {
       {{"drop", {{"p", 0.5}}}, "drop0.5"},
       {{"dc", {{"p", 0.25}}}, "dc0.25"},
       {{"res", {{"out", 16}, {"s", 2}}}, "res16s2"},
+      {{"res", {{"out", 16}, {"s", 2}, {"bn", 0}}}, "res16s2b0"},
+      {{"res", {{"out", 16}, {"bn", 1}}}, "res16"},
+      {{"pool", {{"k", 2}, {"s", 2}, {"p", 0}}}, "pool2"},
+      {{"pool", {{"k", 2}, {"s", 1}}}, "pool2s1"},
+      {{"pool", {{"k", 3}, {"s", 2}, {"p", 1}}}, "pool3s2p1"},
+      {{"pool", {{"k", 3}, {"p", 1}}}, "pool3p1"},
   };
   for (const auto& [spec, token] : tokens) EXPECT_EQ(make_layer(spec, {1, 4, 8, 8})->spec(), token);
   for (const Case& c : grad_cases()) {
@@ -422,8 +445,10 @@ TEST(Dense, BitIdenticalWithOneOrTwoThreads) {
 TEST(FirstLayer, SkippingTheInputGradientKeepsTheWeightGradients) {
   const Shape in{9, 3, 8, 8};
   const Tensor x = make_input(in, Input::uniform, 3);
+  // Residual blocks too: a partly frozen network asks its first trained layer for no dx.
   for (const LayerSpec& spec : {LayerSpec{"fc", {{"out", 6}}}, LayerSpec{"conv", {{"out", 4}, {"k", 3}, {"p", 1}}},
-                                LayerSpec{"conv", {{"out", 4}, {"k", 1}}}}) {
+                                LayerSpec{"conv", {{"out", 4}, {"k", 1}}}, LayerSpec{"res", {{"out", 3}}},
+                                LayerSpec{"res", {{"out", 4}, {"s", 2}}}, LayerSpec{"res", {{"out", 4}, {"s", 2}, {"bn", 0}}}}) {
     std::vector<std::vector<float>> grads[2];
     Tensor dx[2];
     for (int skip = 0; skip < 2; ++skip) {
@@ -529,6 +554,128 @@ TEST(Pool, TiedMaximaGiveTheGradientToTheFirstOnly) {
     expected[k + 1] = dy[1];
     EXPECT_EQ(dx.values(), expected);
   }
+}
+
+TEST(Pool, PaddedOverlappingByHand) {
+  // pool3s2p1 on a 4x4 input: 2x2 outputs over the windows rows/columns {-1,0,1} and {1,2,3}
+  // (-1 is padding). All inputs negative: a zero padding would win, -infinity never does.
+  //   -1  -2  -3  -4
+  //   -5  -6  -7  -8
+  //   -9 -10 -11 -12
+  //  -13 -14 -15 -16
+  Tensor x({1, 1, 4, 4}), y, dx;
+  for (int i = 0; i < 16; ++i) x[i] = -static_cast<float>(i + 1);
+  LayerPtr pool = make_layer({"pool", {{"k", 3}, {"s", 2}, {"p", 1}}}, {1, 1, 4, 4});
+  pool->forward(x, y, {});
+  ASSERT_EQ(y.shape(), (Shape{1, 1, 2, 2}));
+  EXPECT_EQ(y.values(), (std::vector<float>{-1, -2, -5, -6}));
+  Tensor dy({1, 1, 2, 2});
+  dy.storage() = {1, 2, 3, 4};
+  pool->backward(x, y, dy, dx);
+  std::vector<float> expected(16, 0.0f);
+  expected[0] = 1;  // -1
+  expected[1] = 2;  // -2
+  expected[4] = 3;  // -5
+  expected[5] = 4;  // -6
+  EXPECT_EQ(dx.values(), expected);
+  // The element at (1, 1) lies in all four windows: as their maximum it gets the sum of their
+  // gradients.
+  x[5] = 5.0f;
+  pool->forward(x, y, {});
+  EXPECT_EQ(y.values(), (std::vector<float>{5, 5, 5, 5}));
+  pool->backward(x, y, dy, dx);
+  expected.assign(16, 0.0f);
+  expected[5] = 1 + 2 + 3 + 4;
+  EXPECT_EQ(dx.values(), expected);
+}
+
+TEST(Pool, AsPyTorchMaxPool2d) {
+  // torch.nn.MaxPool2d(3, 2, 1)(torch.arange(25.).reshape(1, 1, 5, 5)) is
+  // [[6, 8, 9], [16, 18, 19], [21, 23, 24]]: output floor((5 + 2 - 3) / 2) + 1 = 3.
+  Tensor x({1, 1, 5, 5}), y, dx;
+  std::iota(x.storage().begin(), x.storage().end(), 0.0f);
+  LayerPtr stem = make_layer({"pool", {{"k", 3}, {"s", 2}, {"p", 1}}}, {1, 1, 5, 5});
+  stem->forward(x, y, {});
+  ASSERT_EQ(y.shape(), (Shape{1, 1, 3, 3}));
+  EXPECT_EQ(y.values(), (std::vector<float>{6, 8, 9, 16, 18, 19, 21, 23, 24}));
+  // Ties (all ones): PyTorch's CPU kernel keeps the first maximum of the window in raster order,
+  // the first real element; here window o starts at row/column max(2o - 1, 0) = 0, 1, 3.
+  x.fill(1.0f);
+  stem->forward(x, y, {});
+  Tensor dy(y.shape());
+  std::iota(dy.storage().begin(), dy.storage().end(), 1.0f);
+  stem->backward(x, y, dy, dx);
+  std::vector<float> expected(25, 0.0f);
+  const int start[] = {0, 1, 3};
+  for (int oh = 0; oh < 3; ++oh)
+    for (int ow = 0; ow < 3; ++ow) expected[start[oh] * 5 + start[ow]] = dy[oh * 3 + ow];
+  EXPECT_EQ(dx.values(), expected);
+  // MaxPool2d(2, 1) on a 3x3 input with one peak: every window's maximum, its gradients add.
+  Tensor peak({1, 1, 3, 3}, 0.0f);
+  peak[4] = 9.0f;
+  LayerPtr overlap = make_layer({"pool", {{"k", 2}, {"s", 1}}}, {1, 1, 3, 3});
+  overlap->forward(peak, y, {});
+  EXPECT_EQ(y.values(), (std::vector<float>{9, 9, 9, 9}));
+  dy = Tensor(y.shape());
+  dy.storage() = {1, 2, 3, 4};
+  overlap->backward(peak, y, dy, dx);
+  EXPECT_EQ(dx.values(), (std::vector<float>{0, 0, 0, 0, 10, 0, 0, 0, 0}));
+  // Output sizes as PyTorch's floor mode: the ResNet stem halves 112 to 56, 7 -> 4; pool3s2
+  // drops what no whole window covers.
+  EXPECT_EQ(make_layer({"pool", {{"k", 3}, {"s", 2}, {"p", 1}}}, {1, 64, 112, 112})->output_shape({2, 64, 112, 112}),
+            (Shape{2, 64, 56, 56}));
+  EXPECT_EQ(make_layer({"pool", {{"k", 3}, {"s", 2}, {"p", 1}}}, {1, 1, 7, 7})->output_shape({1, 1, 7, 7}),
+            (Shape{1, 1, 4, 4}));
+  EXPECT_EQ(make_layer({"pool", {{"k", 3}, {"s", 2}}}, {1, 1, 8, 7})->output_shape({1, 1, 8, 7}), (Shape{1, 1, 3, 3}));
+  const auto* max_pool = dynamic_cast<const MaxPool*>(stem.get());
+  ASSERT_NE(max_pool, nullptr);
+  EXPECT_EQ(max_pool->kernel(), 3);
+  EXPECT_EQ(max_pool->stride(), 2);
+  EXPECT_EQ(max_pool->padding(), 1);
+}
+
+// Non-overlapping windows without padding take the fast path; the general loop is the
+// reference it must equal, bit for bit, forward and backward, with remainders and with ties.
+TEST(Pool, FastPathEqualsTheReference) {
+  for (int k : {2, 3}) {
+    for (const bool ties : {false, true}) {
+      SCOPED_TRACE("pool" + std::to_string(k) + (ties ? " with ties" : ""));
+      const Shape in{5, 3, 7, 10};  // rows and columns left over
+      Tensor x = make_input(in, ties ? Input::away_from_zero : Input::distinct, 8);
+      if (ties)
+        for (float& v : x.storage()) v = std::max(v, 0.0f);  // ReLU outputs: many windows all 0
+      MaxPool fast(in, k), reference(in, k);
+      reference.force_reference(true);
+      Tensor y_fast, y_ref, dx_fast, dx_ref;
+      fast.forward(x, y_fast, {});
+      reference.forward(x, y_ref, {});
+      EXPECT_EQ(y_fast.values(), y_ref.values());
+      const Tensor dy = make_input(y_fast.shape(), Input::uniform, 9);
+      dx_fast.resize(in);
+      dx_fast.fill(5.0f);  // backward assigns: stale values must not survive
+      fast.backward(x, y_fast, dy, dx_fast);
+      reference.backward(x, y_ref, dy, dx_ref);
+      EXPECT_EQ(dx_fast.values(), dx_ref.values());
+    }
+  }
+}
+
+TEST(Pool, OverlappingBitIdenticalWithOneOrTwoThreads) {
+  const Shape in{19, 8, 16, 16};  // 19: uneven chunks; big enough for the parallel path
+  const Tensor x = make_input(in, Input::uniform, 3);
+  std::vector<float> out[2], dx[2];
+  for (int t = 0; t < 2; ++t) {
+    in_arena(t + 1, [&] {
+      LayerPtr pool = make_layer({"pool", {{"k", 3}, {"s", 2}, {"p", 1}}}, in);
+      Tensor y, d;
+      pool->forward(x, y, {});
+      pool->backward(x, y, make_input(y.shape(), Input::uniform, 4), d);
+      out[t] = y.values();
+      dx[t] = d.values();
+    });
+  }
+  EXPECT_EQ(out[0], out[1]);
+  EXPECT_EQ(dx[0], dx[1]);
 }
 
 TEST(LayerActivation, ByHand) {
@@ -643,11 +790,20 @@ TEST(Dropout, MaskIsAFunctionOfContextOnly) {
   EXPECT_TRUE(std::equal(a.sample(1), a.sample(3), b.sample(1)));
 }
 
+std::vector<std::string> param_names(Layer& layer) {
+  std::vector<std::string> names;
+  for (Param* p : layer.params()) names.push_back(p->name);
+  return names;
+}
+
 TEST(Residual, ShapesParamsAndState) {
   LayerPtr same = build({"res", {{"out", 4}}}, {1, 4, 6, 6});
   EXPECT_EQ(same->output_shape({2, 4, 6, 6}), (Shape{2, 4, 6, 6}));
   EXPECT_EQ(same->params().size(), 6u);  // 2 convs (no bias) + 2 bn x (gamma, beta)
   EXPECT_EQ(same->state().size(), 4u);
+  // Checkpoints match parameters by these names: they must not change.
+  EXPECT_EQ(param_names(*same), (std::vector<std::string>{"res.conv1.weight", "res.bn1.gamma", "res.bn1.beta",
+                                                          "res.conv2.weight", "res.bn2.gamma", "res.bn2.beta"}));
   LayerPtr down = build({"res", {{"out", 8}, {"s", 2}}}, {1, 4, 7, 7});
   EXPECT_EQ(down->output_shape({2, 4, 7, 7}), (Shape{2, 8, 4, 4}));
   EXPECT_EQ(down->params().size(), 9u);  // + projection conv and its bn
@@ -656,6 +812,95 @@ TEST(Residual, ShapesParamsAndState) {
   for (Param* p : down->params()) names.insert(p->name);
   EXPECT_EQ(names.size(), 9u);
   EXPECT_DOUBLE_EQ(down->flops_per_sample({1, 4, 7, 7}), 8.0 * 16 * 36 + 8.0 * 16 * 72 + 8.0 * 16 * 4);
+  EXPECT_EQ(param_names(*down).back(), "res.proj_bn.beta");
+  const auto& block = dynamic_cast<Residual&>(*down);
+  EXPECT_TRUE(block.batch_norm());
+  EXPECT_EQ(block.stride(), 2);
+  EXPECT_EQ(block.out_channels(), 8);
+  EXPECT_NE(block.bn1(), nullptr);
+  EXPECT_NE(block.bn2(), nullptr);
+  ASSERT_NE(block.projection(), nullptr);
+  EXPECT_NE(block.projection_bn(), nullptr);
+  EXPECT_FALSE(block.conv1().has_bias());
+  EXPECT_FALSE(block.projection()->has_bias());
+}
+
+TEST(Residual, WithoutBatchNorm) {
+  LayerPtr same = build({"res", {{"out", 4}, {"bn", 0}}}, {1, 4, 6, 6});
+  EXPECT_EQ(same->spec(), "res4b0");
+  EXPECT_EQ(param_names(*same),
+            (std::vector<std::string>{"res.conv1.weight", "res.conv1.bias", "res.conv2.weight", "res.conv2.bias"}));
+  EXPECT_TRUE(same->state().empty());
+  EXPECT_EQ(dynamic_cast<Residual&>(*same).projection(), nullptr);
+
+  LayerPtr down = build({"res", {{"out", 8}, {"s", 2}, {"bn", 0}}}, {1, 4, 7, 7});
+  EXPECT_EQ(down->spec(), "res8s2b0");
+  EXPECT_EQ(down->output_shape({2, 4, 7, 7}), (Shape{2, 8, 4, 4}));
+  EXPECT_EQ(param_names(*down).size(), 6u);
+  EXPECT_EQ(param_names(*down).back(), "res.proj.bias");
+  EXPECT_TRUE(down->state().empty());
+  const auto& block = dynamic_cast<const Residual&>(*down);
+  EXPECT_FALSE(block.batch_norm());
+  EXPECT_EQ(block.bn1(), nullptr);
+  EXPECT_EQ(block.bn2(), nullptr);
+  EXPECT_EQ(block.projection_bn(), nullptr);
+  const Conv2d& c1 = block.conv1();
+  EXPECT_EQ(std::vector<int>({c1.in_channels(), c1.out_channels(), c1.kernel(), c1.stride(), c1.padding()}),
+            std::vector<int>({4, 8, 3, 2, 1}));
+  EXPECT_TRUE(c1.has_bias());
+  const Conv2d& c2 = block.conv2();
+  EXPECT_EQ(std::vector<int>({c2.in_channels(), c2.out_channels(), c2.kernel(), c2.stride(), c2.padding()}),
+            std::vector<int>({8, 8, 3, 1, 1}));
+  EXPECT_TRUE(c2.has_bias());
+  ASSERT_NE(block.projection(), nullptr);
+  const Conv2d& proj = *block.projection();
+  EXPECT_EQ(std::vector<int>({proj.in_channels(), proj.out_channels(), proj.kernel(), proj.stride(), proj.padding()}),
+            std::vector<int>({4, 8, 1, 2, 0}));
+  EXPECT_TRUE(proj.has_bias());
+}
+
+TEST(Residual, WithoutBatchNormByHand) {
+  // res2b0 on 2 channels: conv1 all zero weights and bias (1, -1), so relu(conv1) is 1 on
+  // channel 0 and 0 on channel 1 everywhere; conv2 reads channel 0 through its centre tap with
+  // weight 2 into output channel 0 and has bias (0.5, -2). The branch is then 2.5 on channel 0
+  // and -2 on channel 1 at every pixel, and y = relu(x + branch).
+  Residual block({1, 2, 3, 3}, 2, 1, 1.0, false);
+  block.conv1().weight().value.fill(0.0f);
+  block.conv1().bias().value.storage() = {1.0f, -1.0f};
+  block.conv2().weight().value.fill(0.0f);
+  block.conv2().weight().value[4] = 2.0f;  // out 0, in 0, centre of the 3x3 kernel
+  block.conv2().bias().value.storage() = {0.5f, -2.0f};
+  const Tensor x = make_input({2, 2, 3, 3}, Input::uniform, 6);
+  Tensor y;
+  block.forward(x, y, {});
+  ASSERT_EQ(y.shape(), x.shape());
+  for (int i = 0; i < 2; ++i)
+    for (int c = 0; c < 2; ++c)
+      for (int j = 0; j < 9; ++j) {
+        const float in = x.sample(i)[c * 9 + j];
+        EXPECT_FLOAT_EQ(y.sample(i)[c * 9 + j], std::max(0.0f, in + (c == 0 ? 2.5f : -2.0f)));
+      }
+}
+
+TEST(Residual, WithoutBatchNormBitIdenticalWithOneOrTwoThreads) {
+  const Shape in{10, 4, 8, 8};
+  const Tensor x = make_input(in, Input::uniform, 3);
+  std::vector<float> out[2], dx[2], grads[2];
+  for (int t = 0; t < 2; ++t) {
+    in_arena(t + 1, [&] {
+      LayerPtr res = build({"res", {{"out", 8}, {"s", 2}, {"bn", 0}, {"survival", 0.7}}}, in);
+      Tensor y, d;
+      res->forward(x, y, train_context());
+      res->backward(x, y, make_input(y.shape(), Input::uniform, 4), d);
+      out[t] = y.values();
+      dx[t] = d.values();
+      for (Param* p : res->params())
+        for (float v : p->grad.values()) grads[t].push_back(v);
+    });
+  }
+  EXPECT_EQ(out[0], out[1]);
+  EXPECT_EQ(dx[0], dx[1]);
+  EXPECT_EQ(grads[0], grads[1]);
 }
 
 TEST(Residual, StochasticDepth) {

@@ -24,6 +24,9 @@ const std::vector<std::string>& compact_specs() {
       "fc128-dc0.25-relu-bn-fc10",
       "conv4k1s3-pool3-drop0-fc2",
       "fc10-lrelu0.125-drop0.001-fc10",
+      // A torchvision ResNet as PyTorch's ONNX export writes it (batch norm folded into the convs).
+      "conv64k7s2p3-relu-pool3s2p1-res64b0-res128s2b0-gap-fc10",
+      "conv4k3-pool2s1-pool3s2-pool3p1-pool4s3p2-avgpool2-res8s2-res8-fc2",
   };
   return specs;
 }
@@ -58,9 +61,9 @@ TEST(ModelSpec, ArgumentsAndDefaults) {
   EXPECT_EQ(spec.layers[2].args, (Args{{"out", 8}, {"k", 5}, {"s", 1}, {"p", 0}}));
   EXPECT_EQ(spec.layers[3].args, (Args{{"a", 0.01}}));
   EXPECT_EQ(spec.layers[4].args, (Args{{"a", 0.2}}));
-  EXPECT_EQ(spec.layers[5].args, (Args{{"k", 2}}));
-  EXPECT_EQ(spec.layers[6].args, (Args{{"out", 64}, {"s", 2}}));
-  EXPECT_EQ(spec.layers[7].args, (Args{{"out", 8}, {"s", 1}}));
+  EXPECT_EQ(spec.layers[5].args, (Args{{"k", 2}, {"s", 2}, {"p", 0}}));
+  EXPECT_EQ(spec.layers[6].args, (Args{{"out", 64}, {"s", 2}, {"bn", 1}}));
+  EXPECT_EQ(spec.layers[7].args, (Args{{"out", 8}, {"s", 1}, {"bn", 1}}));
   EXPECT_EQ(spec.layers[8].args, (Args{{"p", 0.5}}));
   EXPECT_EQ(spec.layers[9].args, (Args{{"out", 10}}));
   EXPECT_EQ(spec.survival, 1.0);
@@ -72,6 +75,34 @@ TEST(ModelSpec, ArgumentsAndDefaults) {
   EXPECT_EQ(sd.layers.size(), 3u);
   EXPECT_EQ(sd.survival, 0.8);
   EXPECT_EQ(print_model_spec(sd), "res8-gap-fc2-sd0.8");
+}
+
+TEST(ModelSpec, PoolStrideAndPaddingAndResWithoutBatchNorm) {
+  using Args = std::map<std::string, double>;
+  const auto args = [](const std::string& token) { return parse_model_spec(token + "-fc2", 2).layers.at(0).args; };
+  EXPECT_EQ(args("pool3s2p1"), (Args{{"k", 3}, {"s", 2}, {"p", 1}}));
+  EXPECT_EQ(args("pool3"), (Args{{"k", 3}, {"s", 3}, {"p", 0}})) << "the stride defaults to the window";
+  EXPECT_EQ(args("pool2s1"), (Args{{"k", 2}, {"s", 1}, {"p", 0}}));
+  EXPECT_EQ(args("pool3p1s2"), args("pool3s2p1"));
+  EXPECT_EQ(args("res64s2b0"), (Args{{"out", 64}, {"s", 2}, {"bn", 0}}));
+  EXPECT_EQ(args("res64b1"), args("res64"));
+  // Defaults are not printed: s equal to k, p 0, b1.
+  EXPECT_EQ(print_model_spec(parse_model_spec("pool3s3p0-res8s1b1-fc2", 2)), "pool3-res8-fc2");
+  EXPECT_EQ(print_model_spec(parse_model_spec("pool3s2p1-res8b0-fc2", 2)), "pool3s2p1-res8b0-fc2");
+  // JSON: keys k, s, p and bn, with the same defaults.
+  EXPECT_EQ(parse_model_spec(R"({"layers":[{"kind":"pool","k":3,"s":2,"p":1},{"kind":"res","out":8,"bn":0},)"
+                             R"({"kind":"fc","out":2}]})",
+                             2),
+            parse_model_spec("pool3s2p1-res8b0-fc2", 2));
+  EXPECT_EQ(parse_model_spec(R"({"layers":[{"kind":"pool","k":2},{"kind":"fc","out":2}]})", 2),
+            parse_model_spec("pool2-fc2", 2));
+  const nlohmann::json json = model_spec_to_json(parse_model_spec("pool3s2p1-res8b0-fc2", 2));
+  EXPECT_EQ(json["layers"][0].dump(), R"({"k":3,"kind":"pool","p":1,"s":2})");
+  EXPECT_EQ(json["layers"][1].dump(), R"({"bn":0,"kind":"res","out":8,"s":1})");
+  // A spec built in code without the newer keys prints with their defaults.
+  ModelSpec built;
+  built.layers = {{"pool", {{"k", 2}}}, {"res", {{"out", 8}, {"s", 2}}}, {"fc", {{"out", 2}}}};
+  EXPECT_EQ(print_model_spec(built), "pool2-res8s2-fc2");
 }
 
 TEST(ModelSpec, PresetsExpandWithTheClassCount) {
@@ -154,6 +185,16 @@ TEST(ModelSpec, ErrorsNameTheTokenAndPosition) {
       {"res0-fc10", "res0", 0, "number of channels"},
       {"res8s0-fc10", "res8s0", 0, "stride"},
       {"res8p1-fc10", "res8p1", 0, "unexpected 'p1'"},
+      {"res8b2-fc10", "res8b2", 0, "bn must be 0"},
+      {"res8b-fc10", "res8b", 0, "'b' needs a whole number"},
+      {"res8b0b0-fc10", "res8b0b0", 0, "'b' given twice"},
+      {"fc10-pool3p2", "pool3p2", 5, "more than half the window 3"},
+      {"pool2p2-fc10", "pool2p2", 0, "at most 1"},
+      {"pool2s0-fc10", "pool2s0", 0, "stride"},
+      {"pool2p-fc10", "pool2p", 0, "'p' needs a whole number"},
+      {"pool2x1-fc10", "pool2x1", 0, "unexpected 'x1'"},
+      {"pool3s2s1-fc10", "pool3s2s1", 0, "'s' given twice"},
+      {"avgpool2s1-fc10", "avgpool2s1", 0, "unexpected"},
       {"lrelu1-fc10", "lrelu1", 0, "leaky slope"},
       {"fc10--relu", "", 5, "empty token"},
       {"fc10-", "", 5, "empty token"},
@@ -179,10 +220,20 @@ TEST(ModelSpec, ErrorsNameTheTokenAndPosition) {
   }
 }
 
+TEST(ModelSpec, PoolPaddingErrorSaysHowToFix) {
+  const std::string message = error_of("conv8k3-pool3s2p2-fc10").what();
+  EXPECT_NE(message.find("the padding 2 is more than half the window 3"), std::string::npos) << message;
+  EXPECT_NE(message.find("at most 1"), std::string::npos) << message;
+  EXPECT_NE(message.find("write p1 or less, or a larger window"), std::string::npos) << message;
+  EXPECT_NE(message.find("poolK[sS][pP]"), std::string::npos) << message;
+  const std::string none = error_of("pool1p1-fc10").what();
+  EXPECT_NE(none.find("write p0 (no padding)"), std::string::npos) << none;
+}
+
 TEST(ModelSpec, UnknownTokenListsTheAcceptedForms) {
   const std::string message = error_of("conv32k3p1-maxpool2-fc10").what();
   EXPECT_NE(message.find("'maxpool2'"), std::string::npos) << message;
-  for (const char* form : {"convNkK[sS][pP]", "fcN", "poolK", "avgpoolK", "dropP", "dcP", "resN[sS]", "sdP",
+  for (const char* form : {"convNkK[sS][pP]", "fcN", "poolK[sS][pP]", "avgpoolK", "dropP", "dcP", "resN[sS][b0]", "sdP",
                            "lrelu[A]", "cnn-small", "resnet-mini"})
     EXPECT_NE(message.find(form), std::string::npos) << form << " missing in:\n" << message;
 }
@@ -202,6 +253,11 @@ TEST(ModelSpec, JsonErrors) {
       {R"({"layers":[{"kind":"fc","out":10}],"survival":0.5})", "needs res blocks"},
       {R"({"layers":[{"kind":"res","out":8},{"kind":"fc","out":10}],"survival":0})", "outside (0,1]"},
       {R"({"layers":[{"kind":"fc","out":10}],"extra":1})", "unknown key \"extra\""},
+      {R"({"layers":[{"kind":"pool","k":3,"p":2},{"kind":"fc","out":10}]})", "more than half the window 3"},
+      {R"({"layers":[{"kind":"pool","s":2},{"kind":"fc","out":10}]})", "needs \"k\""},
+      {R"({"layers":[{"kind":"pool","k":2,"s":0},{"kind":"fc","out":10}]})", "stride"},
+      {R"({"layers":[{"kind":"avgpool","k":2,"s":1},{"kind":"fc","out":10}]})", "no argument \"s\""},
+      {R"({"layers":[{"kind":"res","out":8,"bn":0.5},{"kind":"fc","out":10}]})", "bn must be 0"},
       {R"({"layers":[{"kind":"fc","out":10})", "does not parse"},
   };
   for (const auto& [text, says] : cases) {

@@ -264,5 +264,68 @@ TEST(Net, RestoreMismatchNamesTheTensorAndShapes) {
   EXPECT_THROW(restore_net(small, extra), ShapeError);
 }
 
+// Fine-tuning: frozen layers run in test mode (batch norm keeps its running statistics), get
+// no gradient, and only the rest is listed as trainable.
+TEST(Net, FreezeKeepsTheFirstLayersFixed) {
+  Net net(parse_model_spec("conv4k3p1-bn-relu-res4b0-drop0.5-fc3", 3), {0, 2, 6, 6}, 3);
+  net.initialize(4);
+  net.freeze(2);
+  EXPECT_EQ(net.frozen(), 2u);
+  EXPECT_FALSE(net.layer(2).input_gradient()) << "nothing below layer 2 needs its gradient";
+  EXPECT_TRUE(net.layer(3).input_gradient());
+  std::vector<std::string> trainable;
+  for (Param* p : net.trainable_params()) trainable.push_back(p->name);
+  std::vector<std::string> expected;
+  for (Param* p : net.params())
+    if (p->name.rfind("0.", 0) != 0 && p->name.rfind("1.", 0) != 0) expected.push_back(p->name);
+  EXPECT_EQ(trainable, expected);
+  EXPECT_EQ(net.params().size(), trainable.size() + 4) << "conv weight and bias, bn gamma and beta";
+
+  const std::vector<float> mean = dynamic_cast<BatchNorm&>(net.layer(1)).running_mean().values();
+  const std::vector<float> var = dynamic_cast<BatchNorm&>(net.layer(1)).running_var().values();
+  const Tensor x = test::random_tensor({4, 2, 6, 6}, 5);
+  ForwardContext train;
+  train.mode = Mode::train;
+  net.zero_grad();
+  const Tensor logits = net.forward(x, train);
+  net.backward(Tensor(logits.shape(), 0.25f));
+  EXPECT_EQ(dynamic_cast<BatchNorm&>(net.layer(1)).running_mean().values(), mean);
+  EXPECT_EQ(dynamic_cast<BatchNorm&>(net.layer(1)).running_var().values(), var);
+  for (Param* p : net.params()) {
+    double sum = 0;
+    for (float g : p->grad.values()) sum += std::abs(g);
+    if (p->name.rfind("0.", 0) == 0 || p->name.rfind("1.", 0) == 0) {
+      EXPECT_EQ(sum, 0.0) << p->name << " is frozen";
+    } else if (p->name.rfind("5.", 0) == 0) {
+      EXPECT_GT(sum, 0.0) << p->name;
+    }
+  }
+  // The frozen batch norm normalises with its running statistics in training too: with only
+  // deterministic layers after it, training and test mode give the same logits.
+  Net head_only(parse_model_spec("conv4k3p1-bn-relu-fc3", 3), {0, 2, 6, 6}, 3);
+  head_only.initialize(4);
+  const std::vector<float> trained = head_only.forward(x, train).values();
+  EXPECT_NE(trained, head_only.forward(x, ForwardContext{}).values()) << "unfrozen: batch statistics";
+  head_only.freeze(2);
+  EXPECT_EQ(head_only.forward(x, train).values(), head_only.forward(x, ForwardContext{}).values());
+
+  // Unfreezing gives every gradient back.
+  net.freeze(0);
+  EXPECT_EQ(net.trainable_params().size(), net.params().size());
+  EXPECT_FALSE(net.layer(0).input_gradient());
+  EXPECT_TRUE(net.layer(2).input_gradient());
+}
+
+TEST(Net, FreezeLeavesTheLastLayerTrainable) {
+  Net net(parse_model_spec("fc8-relu-fc3", 3), {0, 1, 4, 4}, 3);
+  test::expect_throws_with([&] { net.freeze(3); }, "cannot freeze 3 layers of a model with 3 layers");
+  test::expect_throws_with([&] { net.freeze(3); }, "freeze 0 to 2 layers");
+  test::expect_throws_with([&] { net.freeze(-1); }, "cannot freeze -1 layers");
+  EXPECT_THROW(net.freeze(7), ConfigError);
+  EXPECT_EQ(net.frozen(), 0u) << "a rejected freeze changes nothing";
+  net.freeze(2);
+  EXPECT_EQ(net.trainable_params().size(), 2u);
+}
+
 }  // namespace
 }  // namespace augflow::model

@@ -1,5 +1,6 @@
 // The training loop end to end on a tiny generated data set: the run folder's contract and
 // that a model actually learns.
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <fstream>
@@ -12,6 +13,8 @@
 
 #include "common/error.hpp"
 #include "model/checkpoint.hpp"
+#include "model/config.hpp"
+#include "model/net.hpp"
 #include "pipeline/trainer.hpp"
 #include "tests/fixtures.hpp"
 #include "tests/model_fixtures.hpp"
@@ -318,6 +321,92 @@ TEST(Train, InterruptedMidEpochResumesAtTheNextBatch) {
   EXPECT_FALSE(model::load_checkpoint(c.out + "/last.ckpt").meta.contains("partial_epoch"));
   EXPECT_EQ(metrics_rows(c.out), metrics_rows((dir.path() / "straight").string()))
       << "the same losses, accuracies and learning rates for every epoch, the interrupted ones included";
+}
+
+// --freeze 2 on conv-bn-relu-pool-fc: the conv's weights and the batch norm's parameters and
+// running statistics end the run as initialised, bit for bit, although the regularizer would
+// pull the conv's weights and training mode would move the statistics; the head learns.
+TEST(Train, FreezeKeepsTheFirstLayersAndTrainsTheRest) {
+  test::TempDir dir;
+  write_colour_folder(dir, 6);
+  TrainConfig c = colour_config(dir);
+  c.model = "conv4k3p1-bn-relu-pool2-fc2";
+  c.freeze = 2;
+  c.epochs = 2;
+  c.regularizer = "l2:0.01";
+  c.ema = 0.5;
+  c.out = (dir.path() / "run").string();
+  std::vector<std::string> lines;
+  train(c, [&](const std::string& line) { lines.push_back(line); });
+  EXPECT_NE(std::find(lines.begin(), lines.end(),
+                      "frozen: layers 0-1 (conv4k3p1-bn) keep their weights and batch-norm statistics; training "
+                      "layers 2-4 (relu-pool2-fc2)"),
+            lines.end());
+
+  model::Net initial(model::parse_model_spec(c.model, 2), {0, 3, 32, 32}, 2);
+  initial.initialize(c.seed);
+  model::Checkpoint start;
+  model::store_net(initial, start);
+  const auto last = model::load_checkpoint(c.out + "/last.ckpt");
+  ASSERT_EQ(last.params.size(), start.params.size()) << "checkpoints store the frozen parameters too";
+  for (const auto& [name, tensor] : start.params) {
+    const auto& now = last.params.at(name);
+    const bool same = std::memcmp(tensor.data(), now.data(), tensor.size() * sizeof(float)) == 0;
+    if (name.rfind("0.", 0) == 0 || name.rfind("1.", 0) == 0) {
+      EXPECT_TRUE(same) << name << " is frozen";
+    } else {
+      EXPECT_FALSE(same) << name << " is trained";
+    }
+  }
+  expect_same_tensors(last.state, start.state);  // the only batch norm is frozen
+  std::size_t ema_copies = 0;
+  for (const auto& [name, tensor] : last.optimizer_state) {
+    const std::string param = name.substr(name.find('/') + 1);  // "adam_m/4.fc.weight", "ema/4.fc.weight"
+    EXPECT_TRUE(param.rfind("0.", 0) != 0 && param.rfind("1.", 0) != 0)
+        << name << ": no optimizer state or EMA copy for a frozen parameter";
+    ema_copies += name.rfind("ema/", 0) == 0;
+  }
+  EXPECT_EQ(ema_copies, 2u) << "the head's weight and bias";
+  // config.json keeps the setting for --resume, and runs from before --freeze read back as 0.
+  auto config = read_json(dir.path() / "run" / "config.json");
+  EXPECT_EQ(config.at("freeze"), 2);
+  EXPECT_EQ(train_config_from_json(config).freeze, 2);
+  config.erase("freeze");
+  EXPECT_EQ(train_config_from_json(config).freeze, 0);
+}
+
+TEST(Train, FreezeMustLeaveALayerToTrain) {
+  test::TempDir dir;
+  write_colour_folder(dir, 4);
+  TrainConfig c = colour_config(dir);  // fc8-relu-drop0.3-fc2: 4 layers
+  c.out = (dir.path() / "run").string();
+  c.freeze = 4;
+  test::expect_throws_with([&] { train(c, [](const std::string&) {}); },
+                           "cannot freeze 4 layers of a model with 4 layers");
+  c.freeze = -1;
+  EXPECT_THROW(train(c, [](const std::string&) {}), ConfigError);
+}
+
+// With frozen layers (their parameters in no optimizer state and no EMA copy), an interrupted
+// and resumed run still ends in the state of an uninterrupted one.
+TEST(Train, FrozenRunInterruptedAndResumedEqualsUninterrupted) {
+  test::TempDir dir;
+  TrainConfig c = resumable_config(dir, 3);
+  c.model = "fc8-relu-fc8-relu-drop0.3-fc2";
+  c.freeze = 2;
+  c.out = (dir.path() / "straight").string();
+  train(c, [](const std::string&) {});
+
+  c.out = (dir.path() / "interrupted").string();
+  std::atomic<bool> stop{false};
+  const auto first = train(
+      c, [](const std::string&) {}, false, &stop, [&](const TrainProgress& p) {
+        if (p.epoch == 2 && p.batch == 2) stop = true;
+      });
+  ASSERT_TRUE(first.interrupted);
+  const auto resumed = train(c, [](const std::string&) {}, true);
+  EXPECT_EQ(resumed.epochs_run, 3);
+  expect_same_final_state(dir.path() / "straight", dir.path() / "interrupted");
 }
 
 TEST(Train, ResumeWithoutACheckpointIsAClearError) {
