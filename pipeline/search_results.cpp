@@ -1,6 +1,4 @@
 // The files of a search folder: results.json, results.csv and scatter.png (see search.hpp).
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
@@ -9,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/atomic_file.hpp"
 #include "common/error.hpp"
 #include "common/format.hpp"
 #include "pipeline/plot.hpp"
@@ -24,28 +23,6 @@ using model::SearchSpace;
 constexpr int kResultsVersion = 1;
 /// Settings that may differ when a search is resumed: they change the speed, not the results.
 constexpr std::string_view kRunningSettings[] = {"parallel", "threads", "cache_mb"};
-
-/// Writes `text` to `path` so that a reader (or a crash) sees the old or the new file, never a
-/// part: a temporary file next to it, fsync, rename.
-void write_atomically(const fs::path& path, const std::string& text) {
-  const fs::path temp = path.parent_path() / ("." + path.filename().string() + ".tmp");
-  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-  if (fd < 0) throw IoError(temp.string() + ": cannot write");
-  std::size_t done = 0;
-  while (done < text.size()) {
-    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n <= 0) {
-      ::close(fd);
-      throw IoError(temp.string() + ": cannot write (disk full?)");
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  const bool synced = ::fsync(fd) == 0;
-  if (::close(fd) != 0 || !synced) throw IoError(temp.string() + ": cannot write (disk full?)");
-  std::error_code error;
-  fs::rename(temp, path, error);
-  if (error) throw IoError(path.string() + ": cannot replace: " + error.message());
-}
 
 nlohmann::json trial_to_json(const SearchSpace& space, const TrialResult& t) {
   nlohmann::json params = nlohmann::json::object();
@@ -133,7 +110,7 @@ void write_results(const SearchConfig& config, const SearchResult& result) {
                           result.stages.back().finished == result.stages.back().trials;
   json["complete"] = all_stages && !result.interrupted;
   json["interrupted"] = result.interrupted;
-  write_atomically(out / "results.json", json.dump(2) + "\n");
+  write_file_atomically((out / "results.json").string(), json.dump(2) + "\n");
 
   std::string csv = "rank,stage,trial,status,val_accuracy,final_val_accuracy,best_epoch,epochs,seed";
   for (const auto& p : space.params) csv += "," + p.name;
@@ -150,7 +127,7 @@ void write_results(const SearchConfig& config, const SearchResult& result) {
     std::snprintf(seconds, sizeof seconds, ",%.1f,", t.seconds);
     csv += seconds + csv_field(t.run_dir) + "," + (t.checkpoint ? csv_field(t.run_dir + "/best.ckpt") : "") + "\n";
   }
-  write_atomically(out / "results.csv", csv);
+  write_file_atomically((out / "results.csv").string(), csv);
 
   std::vector<ScatterAxis> axes;
   std::vector<std::size_t> columns;
