@@ -20,6 +20,7 @@ void add_eval_command(CLI::App& app);
 void add_predict_command(CLI::App& app);
 void add_search_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
+void add_export_command(CLI::App& app);
 /// `bench loader`, a subcommand of `bench` (apps/bench_loader.cpp).
 void add_bench_loader_command(CLI::App& bench);
 /// `bench train` (apps/bench_train.cpp).

@@ -10,12 +10,14 @@ int main(int argc, char** argv) {
   CLI::App app{
       "augflow: image augmentation and training pipeline for CPU machines.\n"
       "Subcommands: train (train a classifier), eval (test a model on labelled data), predict (label new\n"
-      "images), search (hyperparameter search), preview (see what training sees), bench (measure speed)."};
+      "images), export (write a model as ONNX), search (hyperparameter search), preview (see what training\n"
+      "sees), bench (measure speed)."};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "augflow 0.1.0");
+  app.set_version_flag("--version", "augflow " AUGFLOW_VERSION_STRING);
   augflow::apps::add_train_command(app);
   augflow::apps::add_eval_command(app);
   augflow::apps::add_predict_command(app);
+  augflow::apps::add_export_command(app);
   augflow::apps::add_search_command(app);
   augflow::apps::add_preview_command(app);
   augflow::apps::add_bench_command(app);

@@ -4,6 +4,8 @@
 //   OUTDIR/model_spec   model specs (compact, presets, JSON)
 //   OUTDIR/idx          split byte + IDX images + IDX labels, plain and gzipped
 //   OUTDIR/checkpoint   a small valid checkpoint (conv, batch norm, fc)
+//   OUTDIR/onnx         small ONNX files as augflow writes them (conv, batch norm, pools, a
+//                       residual block with and without batch norm, dropout, DropConnect, fc)
 //   OUTDIR/decode       small JPEG (colour, grey, with an EXIF orientation), PNG (8/16-bit,
 //                       grey, RGBA), BMP, PPM, PGM, TIFF, WebP, a GIF header
 // Deterministic: the same files on every run.
@@ -23,6 +25,7 @@
 #include "model/checkpoint.hpp"
 #include "model/config.hpp"
 #include "model/net.hpp"
+#include "model/onnx.hpp"
 
 namespace fs = std::filesystem;
 using Bytes = std::vector<std::uint8_t>;
@@ -165,6 +168,22 @@ int main(int argc, char** argv) {
       c.optimizer_state.emplace("4.bias.m", m);
       fs::create_directories(out / "checkpoint");
       save_checkpoint((out / "checkpoint" / "small.ckpt").string(), c);
+    }
+
+    // ONNX files: small models covering every kind of node the reader takes.
+    {
+      using namespace augflow::model;
+      const char* specs[] = {"conv2k3p1-bn-relu-pool3s2p1-fc3", "conv2k3p1-res2-res4s2b0-gap-fc3-sd0.5",
+                             "fc4-bn-lrelu0.1-drop0.2-dc0.3-fc3", "conv2k3s2p1-tanh-avgpool2-flatten-fc3"};
+      for (std::size_t i = 0; i < std::size(specs); ++i) {
+        Net net(parse_model_spec(specs[i], 3), Shape{0, 2, 6, 6}, 3);
+        net.initialize(i);
+        Checkpoint c;
+        store_net(net, c);
+        c.classes = 3;
+        c.class_names = {"ant", "bee", "wasp"};
+        write(out / "onnx" / ("model" + std::to_string(i) + ".onnx"), onnx_model_bytes(c, {{"note", "seed"}}));
+      }
     }
 
     // Images.

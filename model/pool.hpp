@@ -57,6 +57,7 @@ class AvgPool : public Layer {
  public:
   AvgPool(const Shape& in, int k);
   std::string spec() const override { return "avgpool" + std::to_string(k_); }
+  int kernel() const { return k_; }  ///< the window side, which is also the stride
   Shape output_shape(const Shape& in) const override;
   void forward(const Tensor& x, Tensor& y, const ForwardContext& ctx) override;
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) override;

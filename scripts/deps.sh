@@ -9,6 +9,7 @@ packages=(
   libopencv-dev libtbb-dev libeigen3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev zlib1g-dev libjpeg-dev libpng-dev
+  libonnx-dev libprotobuf-dev protobuf-compiler
   dataset-fashion-mnist
 )
 if [[ "${AUGFLOW_WITH_PEERS:-0}" == 1 ]]; then

@@ -4,7 +4,7 @@
 # for SECONDS (default 30), one after the other. A finding (crash, sanitizer report, an
 # exception other than augflow::Error, a hang past 10 s, over 2 GB) stops the script with
 # status 1; libFuzzer writes the input to fuzz-findings/<harness>/ in the build folder.
-# Usage: scripts/fuzz.sh [SECONDS] [HARNESS...]      (harnesses: aug_spec model_spec idx checkpoint decode)
+# Usage: scripts/fuzz.sh [SECONDS] [HARNESS...]      (harnesses: aug_spec model_spec idx checkpoint decode onnx)
 # Environment: AUGFLOW_FUZZ_BUILD_DIR (default build-fuzz), AUGFLOW_JOBS (build jobs, default nproc).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -13,7 +13,7 @@ cd "$root"
 seconds="${1:-30}"
 shift || true
 harnesses=("$@")
-[[ ${#harnesses[@]} -eq 0 ]] && harnesses=(aug_spec model_spec idx checkpoint decode)
+[[ ${#harnesses[@]} -eq 0 ]] && harnesses=(aug_spec model_spec idx checkpoint decode onnx)
 build="${AUGFLOW_FUZZ_BUILD_DIR:-build-fuzz}"
 jobs="${AUGFLOW_JOBS:-$(nproc)}"
 

@@ -15,7 +15,9 @@ cd "$root"
 
 quick="${AUGFLOW_CI_QUICK:-0}"
 jobs="${AUGFLOW_JOBS:-$(nproc)}"
-if [[ "$quick" == 1 ]]; then scripts/deps.sh; else AUGFLOW_WITH_CLANG=1 scripts/deps.sh; fi
+# PyTorch and torchvision too: a test reads torchvision's ResNets as PyTorch exports them to ONNX
+# and compares the outputs (it is skipped where they are missing).
+if [[ "$quick" == 1 ]]; then AUGFLOW_WITH_PEERS=1 scripts/deps.sh; else AUGFLOW_WITH_PEERS=1 AUGFLOW_WITH_CLANG=1 scripts/deps.sh; fi
 
 stage() { echo; echo "=== $* ($(date +%H:%M:%S))"; }
 
