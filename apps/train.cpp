@@ -90,17 +90,23 @@ void add_train_command(CLI::App& app) {
       "validated, logged to RUNDIR/metrics.csv and checkpointed (last.ckpt, best.ckpt);\n"
       "RUNDIR/summary.json holds the result. To nudge a running model, write RUNDIR/control.json: it is\n"
       "re-read at every epoch start; {\"lr\": 3e-4} sets the base learning rate, {\"stop\": true} ends the run.\n"
-      "Example:\n"
-      "  augflow train --train fashion-mnist --model cnn-small --epochs 5 --out runs/fm");
+      "Examples:\n"
+      "  augflow train --train fashion-mnist --model cnn-small --epochs 5 --out runs/fm\n"
+      "  augflow train --train photos/ --init resnet18.onnx --freeze -1 --epochs 3 --out runs/ft");
   cmd->add_option("--train", c->train, "training data: an image folder (one sub-folder per class), a list file "
                                         "(path,label lines) or fashion-mnist (required unless --resume)");
   cmd->add_option("--val", c->val, "validation data (same forms); default: split --val-split off --train");
   cmd->add_option("--val-split", c->val_split, "stratified fraction of --train held out for validation")
       ->capture_default_str();
-  cmd->add_option("--model", c->model,
-                  "model spec: compact tokens (conv32k3p1-bn-relu-pool2-fc10 ...), JSON, or a preset: "
-                  "twolayer, mlp, cnn-small, resnet-mini")
-      ->capture_default_str();
+  auto* model_option = cmd->add_option("--model", c->model,
+                                       "model spec: compact tokens (conv32k3p1-bn-relu-pool2-fc10 ...), JSON, or a "
+                                       "preset: twolayer, mlp, cnn-small, resnet-mini; with --init, default: the file's")
+                           ->capture_default_str();
+  cmd->add_option("--init", c->init,
+                  "start from the weights of a trained model instead of random ones (fine-tuning): an augflow\n"
+                  "checkpoint (.ckpt) or an ONNX file, e.g. a torchvision ResNet exported by PyTorch. Without\n"
+                  "--model the file's network is trained; when the data has another number of classes its fc head\n"
+                  "is replaced by a fresh one. Combine with --freeze to train only the head");
   cmd->add_option("--aug", c->aug,
                   "augmentation spec; default: 'pad_crop(2,SIZE) | hflip' for IDX data, the ResNet-style spec "
                   "for folders. Validation uses its deterministic counterpart (centre crop, same normalize)");
@@ -132,9 +138,10 @@ void add_train_command(CLI::App& app) {
                   "restarts:... or cyclic:...: the ends of its cycles; 0: off")
       ->capture_default_str();
   cmd->add_option("--freeze", c->freeze,
-                  "keep the first N layers of --model fixed (their weights and batch-norm statistics): train\n"
-                  "only the rest, e.g. a new head on a pretrained network; layer i is token i of the printed\n"
-                  "model spec (RUNDIR/config.json's \"model\"); 0: train every layer")
+                  "keep the first N layers of the model fixed (their weights and batch-norm statistics): train\n"
+                  "only the rest, e.g. a new head on a pretrained network (--init). Layer i is token i of the\n"
+                  "printed model spec (RUNDIR/config.json's \"model\"); a negative N keeps all but the last -N\n"
+                  "layers fixed (-1: train the head alone); 0: train every layer")
       ->capture_default_str();
   cmd->add_option("--seed", c->seed, "run seed: split, order, augmentation, initialisation, dropout masks")
       ->capture_default_str();
@@ -149,7 +156,11 @@ void add_train_command(CLI::App& app) {
                   "cleanly after its current batch, mid-epoch too; the resumed run goes on from the next batch "
                   "and ends with the same weights as an uninterrupted one)");
   cmd->footer(aug_spec_help());
-  cmd->callback([command] { run_train(*command); });
+  cmd->callback([command, model_option] {
+    // --init without --model trains the file's own network.
+    if (!command->config.init.empty() && model_option->count() == 0) command->config.model.clear();
+    run_train(*command);
+  });
 }
 
 }  // namespace augflow::apps

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -20,6 +21,7 @@
 #include "model/parallel.hpp"
 #include "model/regularizer.hpp"
 #include "pipeline/loader.hpp"
+#include "pipeline/model_io.hpp"
 #include "pipeline/plot.hpp"
 
 namespace augflow::pipeline {
@@ -172,7 +174,7 @@ nlohmann::json to_json(const TrainConfig& c) {
           {"epochs", c.epochs}, {"batch", c.batch}, {"optimizer", c.optimizer}, {"lr", c.lr},
           {"schedule", c.schedule}, {"regularizer", c.regularizer}, {"weight_decay", c.weight_decay},
           {"early_stop", c.early_stop}, {"seed", c.seed}, {"threads", c.threads}, {"cache_mb", c.cache_mb},
-          {"ema", c.ema}, {"snapshots", c.snapshots}, {"freeze", c.freeze}, {"out", c.out}};
+          {"ema", c.ema}, {"snapshots", c.snapshots}, {"init", c.init}, {"freeze", c.freeze}, {"out", c.out}};
 }
 
 TrainConfig train_config_from_json(const nlohmann::json& j) {
@@ -198,6 +200,7 @@ TrainConfig train_config_from_json(const nlohmann::json& j) {
     c.ema = j.value("ema", 0.0);
     c.snapshots = j.value("snapshots", 0);
     c.freeze = j.value("freeze", 0);  // absent from the config.json of runs before --freeze
+    c.init = j.value("init", std::string());
     c.out = j.at("out");
   } catch (const nlohmann::json::exception& e) {
     throw ConfigError(std::string("config.json of the run to resume is incomplete or malformed: ") + e.what());
@@ -317,11 +320,36 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
   Loader val_loader(std::move(val_data), val_pipeline, val_options, log);
 
   const auto shape = train_loader.sample_shape();
-  const model::ModelSpec model_spec = model::parse_model_spec(c.model, classes);
+  // --init: a trained model's weights to start from (not on resume: last.ckpt has newer ones).
+  std::optional<model::Checkpoint> init;
+  bool fresh_head = false;
+  if (!c.init.empty() && !resume) {
+    init = load_model(c.init);
+    if (init->input.c != shape.channels)
+      throw DataError(c.init, "the model takes " + std::to_string(init->input.c) + "-channel images but " + c.train +
+                                  " decodes to " + std::to_string(shape.channels) + " channel(s)");
+  }
+  if (c.model.empty() && !init)
+    throw ConfigError("--model is empty: give a model spec or preset, or --init FILE to take the file's model");
+  const model::ModelSpec model_spec = c.model.empty() ? fine_tuning_spec(*init, c.init, classes, fresh_head)
+                                                      : model::parse_model_spec(c.model, classes);
   model::Net net(model_spec, {0, shape.channels, shape.height, shape.width}, classes);
   net.initialize(c.seed);
-  net.freeze(c.freeze);
-  if (c.freeze > 0) log(frozen_layers_line(net));
+  if (init) {
+    if (!c.model.empty()) fresh_head = init->classes != classes;
+    load_initial_weights(net, *init, c.init, !fresh_head);
+    log("--init " + c.init + ": weights of " + init->model_spec +
+        (fresh_head ? "; its " + std::to_string(init->classes) + "-class head is replaced by a fresh fc" +
+                          std::to_string(classes) + " for the data's classes"
+                    : ""));
+  }
+  // A negative --freeze counts from the end: -1 trains the head alone, whatever the depth.
+  const int layers = static_cast<int>(net.layer_count());
+  if (c.freeze < 0 && -c.freeze > layers)
+    throw ConfigError("--freeze " + std::to_string(c.freeze) + ": the model has only " + std::to_string(layers) +
+                      " layers (" + model::print_model_spec(model_spec) + ")");
+  net.freeze(c.freeze < 0 ? layers + c.freeze : c.freeze);
+  if (net.frozen() > 0) log(frozen_layers_line(net));
   // What the optimizer steps, the regularizer penalises and EMA averages: every parameter but
   // those of frozen layers (checkpoints still store them all, through params()).
   const std::vector<model::Param*> trainable = net.trainable_params();

@@ -35,7 +35,7 @@ struct TrainConfig {
   /// Seed of that split; unset: `seed`. A search sets it so that all its trials, each with its
   /// own seed, are validated on the same samples.
   std::optional<std::uint64_t> split_seed;
-  std::string model = "cnn-small";
+  std::string model = "cnn-small";  ///< empty with `init`: the init file's spec
   std::string aug;              ///< empty: pad_crop+hflip for small (IDX) images, ResNet-style otherwise
   int epochs = 10;
   int batch = 64;
@@ -53,6 +53,10 @@ struct TrainConfig {
   std::size_t cache_mb = 0;
   double ema = 0.0;                  ///< Polyak/EMA decay of a shadow copy of the weights; 0 = off
   int snapshots = 0;                 ///< snapshot ensemble: save the weights at the last K cycle ends
+  /// Fine-tuning: start from the weights of this model file (.ckpt or .onnx, e.g. a network
+  /// trained elsewhere) instead of a random initialisation. With `model` empty the file's own
+  /// spec is used, its fc head replaced by a fresh one when the data has another class count.
+  std::string init;
   /// Fine-tuning: layers [0, freeze) of the model keep their weights and batch-norm statistics
   /// (model::Net::freeze); only the rest is trained. 0: train every layer.
   int freeze = 0;

@@ -175,7 +175,7 @@ void expect_small(const test::ChildExit& e, const char* what) {
   EXPECT_LT(e.max_rss_kb, 1024 * 1024) << what << ": peak memory " << e.max_rss_kb / 1024 << " MB";
 }
 
-nlohmann::json read_json(const fs::path& path) { return nlohmann::json::parse(test::read_text(path)); }
+using test::read_json;
 
 TEST(Hostile, EveryCommandSkipsExactlyTheUnusableFilesAndKeepsTheLabels) {
   test::TempDir dir;

@@ -50,10 +50,7 @@ std::vector<std::vector<std::string>> read_csv(const std::string& text) {
   return rows;
 }
 
-nlohmann::json read_json(const fs::path& path) {
-  std::ifstream in(path);
-  return nlohmann::json::parse(in);
-}
+using test::read_json;
 
 /// Runs augflow with stderr discarded: what it writes to standard output, and its exit status.
 std::string stdout_of(const std::string& args, int& status) {

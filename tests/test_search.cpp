@@ -192,10 +192,7 @@ TEST(SearchSpace, BorderWarnings) {
 namespace augflow::pipeline {
 namespace {
 
-nlohmann::json read_json(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  return nlohmann::json::parse(in);
-}
+using test::read_json;
 
 TEST(Search, TrialConfigMapsParametersAndPlaceholders) {
   TrainConfig base;

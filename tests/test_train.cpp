@@ -44,10 +44,7 @@ void expect_same_tensors(const std::map<std::string, model::Tensor>& a, const st
   }
 }
 
-nlohmann::json read_json(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  return nlohmann::json::parse(in);
-}
+using test::read_json;
 
 TEST(Train, WritesTheRunFolderAndLearns) {
   test::TempDir dir;
