@@ -358,12 +358,26 @@ bool have_torchvision() {
   return std::system("/usr/bin/python3 -c 'import torch, torchvision' >/dev/null 2>&1") == 0;
 }
 
-TEST(Onnx, ReadsTorchvisionResNetsWithPyTorchsOutputs) {
+/// torchvision's resnet18/34 in augflow's spec language: the stem, the padded max pool, four
+/// stages of basic blocks (the first of stages 2-4 with stride 2 and a projection), global
+/// average pool and the head; with batch norm folded, blocks without it (b0).
+std::string torchvision_resnet_spec(const std::vector<int>& blocks, bool folded, int classes) {
+  std::string spec = folded ? "conv64k7s2p3-relu-pool3s2p1" : "conv64k7s2p3-bn-relu-pool3s2p1";
+  for (std::size_t stage = 0; stage < blocks.size(); ++stage)
+    for (int b = 0; b < blocks[stage]; ++b)
+      spec += "-res" + std::to_string(64 << stage) + (stage > 0 && b == 0 ? "s2" : "") + (folded ? "b0" : "");
+  return spec + "-gap-fc" + std::to_string(classes);
+}
+
+class TorchvisionResNet : public ::testing::TestWithParam<std::pair<const char*, std::vector<int>>> {};
+
+TEST_P(TorchvisionResNet, ReadsWithPyTorchsOutputs) {
   if (!have_torchvision()) GTEST_SKIP() << "python3-torch and python3-torchvision are not installed";
+  const auto& [arch, blocks] = GetParam();
   TempDir dir;
   const fs::path script = fs::path(__FILE__).parent_path() / "torchvision_fixture.py";
   const int classes = 5, size = 64;
-  const std::string command = "/usr/bin/python3 " + script.string() + " " + dir.path().string() + " resnet18 " +
+  const std::string command = "/usr/bin/python3 " + script.string() + " " + dir.path().string() + " " + arch + " " +
                               std::to_string(classes) + " " + std::to_string(size) + " 2>&1";
   ASSERT_EQ(std::system(command.c_str()), 0) << command;
   const auto input = read_floats(dir.path() / "input.bin");
@@ -373,23 +387,20 @@ TEST(Onnx, ReadsTorchvisionResNetsWithPyTorchsOutputs) {
   std::copy(input.begin(), input.end(), x.data());
   double scale = 1;
   for (float v : expected) scale = std::max(scale, std::abs(double(v)));
-  for (const char* form : {"kept", "folded"}) {
-    SCOPED_TRACE(form);
-    const auto path = (dir.path() / (std::string(form) + ".onnx")).string();
-    const Checkpoint ckpt = pipeline::load_model(path);
-    // The stem, the padded max pool, four stages of two basic blocks, projections where the
-    // shape changes, global average pool and the Gemm head.
-    const std::string blocks = std::string(form) == "kept" ? "res64-res64-res128s2-res128-res256s2-res256-res512s2-res512"
-                                                           : "res64b0-res64b0-res128s2b0-res128b0-res256s2b0-res256b0-"
-                                                             "res512s2b0-res512b0";
-    const std::string stem = std::string(form) == "kept" ? "conv64k7s2p3-bn-relu-pool3s2p1-" : "conv64k7s2p3-relu-pool3s2p1-";
-    EXPECT_EQ(ckpt.model_spec, stem + blocks + "-gap-fc5");
+  for (const bool folded : {false, true}) {
+    SCOPED_TRACE(folded ? "batch norm folded" : "batch norm kept");
+    const Checkpoint ckpt = pipeline::load_model((dir.path() / (folded ? "folded.onnx" : "kept.onnx")).string());
+    EXPECT_EQ(ckpt.model_spec, torchvision_resnet_spec(blocks, folded, classes));
     EXPECT_EQ(ckpt.input, (Shape{0, 3, size, size}));
     EXPECT_EQ(ckpt.augmentation, pipeline::imagenet_augmentation(size));
-    const auto ours = augflow_logits(ckpt, x);
-    EXPECT_LE(max_abs_difference(ours, expected), 1e-4 * scale) << "logits up to " << scale;
+    EXPECT_LE(max_abs_difference(augflow_logits(ckpt, x), expected), 1e-4 * scale) << "logits up to " << scale;
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Onnx, TorchvisionResNet,
+                         ::testing::Values(std::make_pair("resnet18", std::vector<int>{2, 2, 2, 2}),
+                                           std::make_pair("resnet34", std::vector<int>{3, 4, 6, 3})),
+                         [](const auto& info) { return std::string(info.param.first); });
 
 // ---------------------------------------------------------------------------------------------
 // The README's OpenCV snippet: the same text as examples/onnx_opencv.cpp, and it labels an image
