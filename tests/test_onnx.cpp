@@ -377,8 +377,12 @@ TEST_P(TorchvisionResNet, ReadsWithPyTorchsOutputs) {
   TempDir dir;
   const fs::path script = fs::path(__FILE__).parent_path() / "torchvision_fixture.py";
   const int classes = 5, size = 64;
+  // Two images for predict, at the input size (so that no resampling differs between the two).
+  std::string images;
+  for (int i = 0; i < 2; ++i)
+    images += " " + dir.write("images/img" + std::to_string(i) + ".png", encode(i == 0 ? smooth_image(size, size) : noise_image(size, size, 3, 5), ".png")).string();
   const std::string command = "/usr/bin/python3 " + script.string() + " " + dir.path().string() + " " + arch + " " +
-                              std::to_string(classes) + " " + std::to_string(size) + " 2>&1";
+                              std::to_string(classes) + " " + std::to_string(size) + images + " 2>&1";
   ASSERT_EQ(std::system(command.c_str()), 0) << command;
   const auto input = read_floats(dir.path() / "input.bin");
   const auto expected = read_floats(dir.path() / "logits.bin");
@@ -395,6 +399,17 @@ TEST_P(TorchvisionResNet, ReadsWithPyTorchsOutputs) {
     EXPECT_EQ(ckpt.augmentation, pipeline::imagenet_augmentation(size));
     EXPECT_LE(max_abs_difference(augflow_logits(ckpt, x), expected), 1e-4 * scale) << "logits up to " << scale;
   }
+  // predict on the ONNX file: the decoder, the ImageNet normalisation of files without augflow's
+  // metadata and the network give PyTorch's probabilities for the same PNG files.
+  pipeline::TestTimeOptions options;
+  options.members = {(dir.path() / "kept.onnx").string()};
+  options.views = "center(resize=" + std::to_string(size) + ",size=" + std::to_string(size) + ")";
+  pipeline::Predictor predictor(options);
+  predictor.open(pipeline::open_unlabelled({(dir.path() / "images").string()}), {});
+  std::vector<float> probs;
+  predictor.score(0, [&](const pipeline::ImageScores& s) { probs.insert(probs.end(), s.probs.begin(), s.probs.end()); });
+  EXPECT_EQ(predictor.views(), options.views + " | normalize(preset=imagenet)");
+  EXPECT_LE(max_abs_difference(probs, read_floats(dir.path() / "probs.bin")), 1e-4);
 }
 
 INSTANTIATE_TEST_SUITE_P(Onnx, TorchvisionResNet,
