@@ -12,8 +12,10 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <numbers>
 #include <sstream>
 #include <string>
@@ -203,6 +205,20 @@ inline Result run(const std::string& args) {
   const int raw = ::pclose(pipe);
   result.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
   return result;
+}
+
+/// Every tensor of `a` equals `b`'s bit for bit, by name (checkpoint params and state).
+inline void expect_same_tensors(const std::map<std::string, model::Tensor>& a,
+                                const std::map<std::string, model::Tensor>& b) {
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [name, t] : a) {
+    SCOPED_TRACE(name);
+    ASSERT_TRUE(b.count(name));
+    const model::Tensor& u = b.at(name);
+    EXPECT_EQ(t.shape(), u.shape());
+    ASSERT_EQ(t.size(), u.size());
+    if (t.size() > 0) EXPECT_EQ(std::memcmp(t.data(), u.data(), t.size() * sizeof(float)), 0);
+  }
 }
 
 /// The JSON file at `path` (run folders' config.json and summary.json, --json reports).

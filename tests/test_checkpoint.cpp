@@ -49,19 +49,7 @@ Checkpoint sample_checkpoint() {
   return c;
 }
 
-void expect_same_tensors(const std::map<std::string, Tensor>& a, const std::map<std::string, Tensor>& b) {
-  ASSERT_EQ(a.size(), b.size());
-  for (const auto& [name, t] : a) {
-    SCOPED_TRACE(name);
-    ASSERT_TRUE(b.count(name));
-    const Tensor& u = b.at(name);
-    EXPECT_EQ(t.shape(), u.shape());
-    ASSERT_EQ(t.size(), u.size());
-    if (t.size() > 0) {
-      EXPECT_EQ(std::memcmp(t.data(), u.data(), t.size() * sizeof(float)), 0);
-    }
-  }
-}
+using test::expect_same_tensors;
 
 void expect_same(const Checkpoint& a, const Checkpoint& b) {
   EXPECT_EQ(a.model_spec, b.model_spec);

@@ -166,17 +166,6 @@ TEST(Onnx, OpenCvMatchesOnRandomSpecs) {
   }
 }
 
-/// Every tensor of `a` equals `b`'s bit for bit.
-void expect_same_tensors(const std::map<std::string, Tensor>& a, const std::map<std::string, Tensor>& b) {
-  ASSERT_EQ(a.size(), b.size());
-  for (const auto& [name, tensor] : a) {
-    ASSERT_TRUE(b.count(name)) << name;
-    const Tensor& other = b.at(name);
-    ASSERT_EQ(tensor.shape(), other.shape()) << name;
-    EXPECT_EQ(std::memcmp(tensor.data(), other.data(), tensor.size() * sizeof(float)), 0) << name;
-  }
-}
-
 TEST(Onnx, ReadsItsOwnExportBitForBit) {
   Rng rng({77, 0, 0});
   std::vector<std::string> specs = {"twolayer", "mlp", "cnn-small", "resnet-mini",
