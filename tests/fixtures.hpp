@@ -217,7 +217,9 @@ inline void expect_same_tensors(const std::map<std::string, model::Tensor>& a,
     const model::Tensor& u = b.at(name);
     EXPECT_EQ(t.shape(), u.shape());
     ASSERT_EQ(t.size(), u.size());
-    if (t.size() > 0) EXPECT_EQ(std::memcmp(t.data(), u.data(), t.size() * sizeof(float)), 0);
+    if (t.size() > 0) {
+      EXPECT_EQ(std::memcmp(t.data(), u.data(), t.size() * sizeof(float)), 0);
+    }
   }
 }
 
