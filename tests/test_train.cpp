@@ -380,8 +380,13 @@ TEST(Train, FreezeMustLeaveALayerToTrain) {
   c.freeze = 4;
   test::expect_throws_with([&] { train(c, [](const std::string&) {}); },
                            "cannot freeze 4 layers of a model with 4 layers");
+  c.freeze = -5;
+  test::expect_throws_with([&] { train(c, [](const std::string&) {}); }, "--freeze -5: the model has only 4 layers");
+  // A negative count keeps all but the last layers: -1 trains the head alone.
   c.freeze = -1;
-  EXPECT_THROW(train(c, [](const std::string&) {}), ConfigError);
+  std::vector<std::string> lines;
+  train(c, [&](const std::string& line) { lines.push_back(line); });
+  EXPECT_NE(lines.front().find("frozen: layers 0-2"), std::string::npos) << lines.front();
 }
 
 // With frozen layers (their parameters in no optimizer state and no EMA copy), an interrupted
