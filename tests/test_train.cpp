@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <sstream>
 
@@ -587,32 +588,19 @@ TEST(Train, WarmupLabelSmoothingAndBudgetSettings) {
 
   c.label_smoothing = 0;
   c.out = (dir.path() / "bad").string();
-  auto fails_with = [&](TrainConfig bad, const std::string& needle) {
-    test::expect_throws_with([&] { train(bad, [](const std::string&) {}); }, needle);
+  const std::vector<std::pair<std::function<void(TrainConfig&)>, std::string>> bad_settings = {
+      {[](TrainConfig& b) { b.budget_minutes = 1, b.budget_epochs = 2; }, "not both"},
+      {[](TrainConfig& b) { b.warmup = 1; }, "--warmup"},
+      {[](TrainConfig& b) { b.schedule = "onecycle", b.warmup = 0.1; }, "onecycle has its own warm-up"},
+      {[](TrainConfig& b) { b.budget_minutes = 1, b.epochs = 0, b.schedule = "step:2:0.1"; }, "give --epochs N too"},
+      {[](TrainConfig& b) { b.budget_epochs = 4, b.snapshots = 2; }, "--snapshots"},
+      {[](TrainConfig& b) { b.label_smoothing = 1; }, "--label-smoothing"},
   };
-  TrainConfig b = c;
-  b.budget_minutes = 1;
-  b.budget_epochs = 2;
-  fails_with(b, "not both");
-  b = c;
-  b.warmup = 1;
-  fails_with(b, "--warmup");
-  b = c;
-  b.schedule = "onecycle";
-  b.warmup = 0.1;
-  fails_with(b, "onecycle has its own warm-up");
-  b = c;
-  b.budget_minutes = 1;
-  b.epochs = 0;
-  b.schedule = "step:2:0.1";
-  fails_with(b, "give --epochs N too");
-  b = c;
-  b.budget_epochs = 4;
-  b.snapshots = 2;
-  fails_with(b, "--snapshots");
-  b = c;
-  b.label_smoothing = 1;
-  fails_with(b, "--label-smoothing");
+  for (const auto& [change, needle] : bad_settings) {
+    TrainConfig b = c;
+    change(b);
+    test::expect_throws_with([&] { train(b, [](const std::string&) {}); }, needle);
+  }
 }
 
 TEST(Train, ResumeWithoutACheckpointIsAClearError) {
