@@ -110,13 +110,43 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--aug", c->aug,
                   "augmentation spec; default: 'pad_crop(2,SIZE) | hflip' for IDX data, the ResNet-style spec "
                   "for folders. Validation uses its deterministic counterpart (centre crop, same normalize)");
-  cmd->add_option("--epochs", c->epochs, "epochs to train")->capture_default_str();
+  auto* epochs_option = cmd->add_option("--epochs", c->epochs,
+                                        "epochs to train; with --budget an upper bound (default then: none)")
+                            ->capture_default_str();
+  auto* budget_option = cmd->add_option(
+      "--budget", c->budget_minutes,
+      "train for this many minutes of wall-clock time (fractions allowed, e.g. 0.5), loading, validation\n"
+      "and checkpoints included, and lay the learning-rate schedule over that time: progress is the\n"
+      "time spent over the budget, measured as the run goes, so the schedule adapts to the machine's\n"
+      "speed. The run ends when the budget is spent, its last steps at the schedule's end value,\n"
+      "with a final validation and checkpoint (a last partial epoch counts as an epoch). The same\n"
+      "seed gives the same order of batches, but the rates, and so the result, depend on the measured\n"
+      "speed: use --budget-epochs for a reproducible run. --epochs N, if given, is an upper bound and\n"
+      "the length that epoch-counting schedules (step, exp, cyclic, restarts) refer to; cosine,\n"
+      "onecycle and constant need none. --early-stop can still end the run sooner; --resume goes on\n"
+      "with the budget that is left");
+  auto* budget_epochs_option = cmd->add_option(
+      "--budget-epochs", c->budget_epochs,
+      "the same in epochs, fractions allowed (e.g. 7.5, which ends mid-epoch, validated and checkpointed):\n"
+      "replaces --epochs; progress is counted in steps, so the run is reproducible bit for bit");
+  cmd->add_option("--warmup", c->warmup,
+                  "warm-up: raise the learning rate linearly from about 0 to the schedule's rate over this\n"
+                  "fraction of the run (e.g. 0.05 = the first 5% of the epochs or of the budget), then follow the\n"
+                  "schedule; works with every schedule but onecycle, which has its own; 0: none")
+      ->capture_default_str();
+  cmd->add_option("--label-smoothing", c->label_smoothing,
+                  "train against softened targets: the true class gets 1-EPS+EPS/K and every class EPS/K\n"
+                  "(K classes; e.g. 0.1), which keeps the model from growing over-confident. The training loss\n"
+                  "in metrics.csv includes it; validation loss stays the plain cross-entropy; 0: off")
+      ->capture_default_str();
   cmd->add_option("--batch", c->batch, "samples per batch")->capture_default_str();
   cmd->add_option("--optimizer", c->optimizer, "sgd, momentum, nesterov, adam or adamw")->capture_default_str();
   cmd->add_option("--lr", c->lr, "base learning rate")->capture_default_str();
   cmd->add_option("--schedule", c->schedule,
-                  "learning-rate schedule: constant, step:K:GAMMA, exp:GAMMA, cosine[:FLOOR], cyclic:MAX:PERIOD, "
-                  "restarts:T0:TMULT[:FLOOR]")
+                  "learning-rate schedule: constant, step:K:GAMMA, exp:GAMMA, cosine[:FLOOR], cyclic:MAX:PERIOD,\n"
+                  "restarts:T0:TMULT[:FLOOR], onecycle[:WARM[:FLOOR]] (one cycle: from --lr/25 up to --lr over\n"
+                  "the first WARM of the run, default 0.3, then cosine down to FLOOR, default 0). Laid over the\n"
+                  "epochs, or over the budget with --budget/--budget-epochs")
       ->capture_default_str();
   cmd->add_option("--reg", c->regularizer,
                   "weight penalty added to the loss: none, l2:LAMBDA (weight decay 2*LAMBDA with SGD), l1:LAMBDA, "
@@ -156,9 +186,13 @@ void add_train_command(CLI::App& app) {
                   "cleanly after its current batch, mid-epoch too; the resumed run goes on from the next batch "
                   "and ends with the same weights as an uninterrupted one)");
   cmd->footer(aug_spec_help());
-  cmd->callback([command, model_option] {
+  cmd->callback([command, model_option, epochs_option, budget_option, budget_epochs_option] {
     // --init without --model trains the file's own network.
     if (!command->config.init.empty() && model_option->count() == 0) command->config.model.clear();
+    // --budget alone: the clock ends the run, no epoch bound.
+    if (budget_option->count() > 0 && epochs_option->count() == 0) command->config.epochs = 0;
+    if (budget_epochs_option->count() > 0 && epochs_option->count() > 0)
+      throw ConfigError("--budget-epochs replaces --epochs: give one of them");
     run_train(*command);
   });
 }

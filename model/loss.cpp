@@ -57,8 +57,15 @@ float row_max(const float* row, int k) {
   return m;
 }
 
-LossResult cross_entropy(const Tensor& logits, std::span<const int> labels, Tensor* dlogits) {
+LossResult cross_entropy(const Tensor& logits, std::span<const int> labels, Tensor* dlogits,
+                         double eps) {
+  if (!(eps >= 0.0 && eps < 1.0)) {
+    throw ConfigError("label smoothing must be in [0, 1), got " + std::to_string(eps));
+  }
   const int k = check_scores("softmax cross-entropy", logits, labels, true);
+  // The smoothed target: q_j = off for j != y, on for j == y (on = 1, off = 0 without smoothing).
+  const double off = eps / k;
+  const double on = 1.0 - eps + off;
   const int n = logits.shape().n;
   if (dlogits) dlogits->resize(logits.shape());
   const double inv_n = 1.0 / n;
@@ -71,13 +78,21 @@ LossResult cross_entropy(const Tensor& logits, std::span<const int> labels, Tens
     double sum = 0.0;
     for (int j = 0; j < k; ++j) sum += std::exp(static_cast<double>(z[j]) - m);
     const double log_sum = std::log(sum);
-    total += log_sum - (static_cast<double>(z[y]) - m);
+    const double nll_y = log_sum - (static_cast<double>(z[y]) - m);
+    if (eps > 0.0) {
+      // −Σ_j q_j log p_j = (1 − eps)(−log p_y) + (eps/K) Σ_j (−log p_j)
+      double nll_sum = 0.0;
+      for (int j = 0; j < k; ++j) nll_sum += log_sum - (static_cast<double>(z[j]) - m);
+      total += (1.0 - eps) * nll_y + off * nll_sum;
+    } else {
+      total += nll_y;
+    }
     if (argmax(z, k) == y) ++result.correct;
     if (dlogits) {
       float* d = dlogits->sample(i);
       for (int j = 0; j < k; ++j) {
         const double p = std::exp(static_cast<double>(z[j]) - m - log_sum);
-        d[j] = static_cast<float>(((j == y ? p - 1.0 : p)) * inv_n);
+        d[j] = static_cast<float>(((j == y ? p - on : p - off)) * inv_n);
       }
     }
   }
@@ -88,12 +103,12 @@ LossResult cross_entropy(const Tensor& logits, std::span<const int> labels, Tens
 }  // namespace
 
 LossResult softmax_cross_entropy(const Tensor& logits, std::span<const int> labels,
-                                 Tensor& dlogits) {
-  return cross_entropy(logits, labels, &dlogits);
+                                 Tensor& dlogits, double label_smoothing) {
+  return cross_entropy(logits, labels, &dlogits, label_smoothing);
 }
 
 LossResult softmax_cross_entropy(const Tensor& logits, std::span<const int> labels) {
-  return cross_entropy(logits, labels, nullptr);
+  return cross_entropy(logits, labels, nullptr, 0.0);
 }
 
 void softmax(const Tensor& logits, Tensor& probs) {

@@ -9,6 +9,11 @@
 //   stably, as log Σ_j exp(z_ij - m_i) - (z_iy - m_i) with m_i the row maximum, in double.
 // - dlogits = (softmax(z) - onehot(y)) / N, so that backward of the mean loss needs no further
 //   scaling. dlogits is resized to the logits' shape.
+// - Label smoothing (Szegedy et al. 2016, "Rethinking the Inception architecture"), training
+//   only: with eps in (0, 1) the target row is q = (1 − eps)·onehot(y) + eps/K, the loss
+//   L = −(1/N) Σ_i Σ_j q_ij log softmax(z_i)[j] and dlogits = (softmax(z) − q) / N. eps = 0 is
+//   the plain loss above, computed by the same operations (bit for bit). Evaluation keeps the
+//   plain negative log-likelihood (the two-argument overload).
 // - A non-finite loss is NOT an error here: a NaN or infinite logit gives a NaN or infinite loss
 //   (and non-finite dlogits), returned as is. The training loop must test
 //   std::isfinite(result.loss) and stop (divergence: lower the learning rate).
@@ -27,9 +32,11 @@ struct LossResult {
 };
 
 /// Mean softmax cross-entropy of `logits` (N x K x 1 x 1) against `labels` (N ids in [0, K));
-/// fills `dlogits` = (softmax - onehot) / N. Throws ShapeError on a bad shape or label.
+/// fills `dlogits` = (softmax - onehot) / N. With `label_smoothing` eps in [0, 1) the targets are
+/// smoothed (see above). Throws ShapeError on a bad shape or label, ConfigError for eps outside
+/// [0, 1).
 LossResult softmax_cross_entropy(const Tensor& logits, std::span<const int> labels,
-                                 Tensor& dlogits);
+                                 Tensor& dlogits, double label_smoothing = 0.0);
 
 /// The same loss and top-1 count without the gradient (evaluation).
 LossResult softmax_cross_entropy(const Tensor& logits, std::span<const int> labels);

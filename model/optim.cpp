@@ -124,8 +124,8 @@ std::string join(const std::vector<std::string>& names) {
 
 constexpr const char* kScheduleForms =
     "accepted forms: constant | step:K:GAMMA | exp:GAMMA | cosine[:FLOOR] | cyclic:MAX:PERIOD | "
-    "restarts:T0:TMULT[:FLOOR] (e.g. step:10:0.1, exp:0.9, cosine:1e-5, cyclic:0.1:4, "
-    "restarts:10:2)";
+    "restarts:T0:TMULT[:FLOOR] | onecycle[:WARM[:FLOOR]] (e.g. step:10:0.1, exp:0.9, cosine:1e-5, "
+    "cyclic:0.1:4, restarts:10:2, onecycle:0.3)";
 
 [[noreturn]] void schedule_error(std::string_view text, const std::string& why) {
   throw ConfigError("learning-rate schedule \"" + std::string(text) + "\": " + why + "; " +
@@ -150,6 +150,16 @@ int parse_count(std::string_view text, std::string_view field, const char* what)
                              "\" is not a whole number >= 1");
   }
   return value;
+}
+
+/// onecycle starts at base / kOneCycleDiv (PyTorch's OneCycleLR div_factor).
+constexpr double kOneCycleDiv = 25.0;
+
+void check_floor(const Schedule& s, double base_lr) {
+  if (s.floor > base_lr) {
+    throw ConfigError("learning-rate schedule " + print_schedule(s) + ": the floor " +
+                      format_number(s.floor) + " is above the base rate " + format_number(base_lr));
+  }
 }
 
 /// floor + (base − floor)(1 + cos(π x)) / 2 for x in [0, 1].
@@ -307,12 +317,30 @@ std::unique_ptr<Optimizer> make_optimizer(std::string_view name, const Optimizer
 // Schedule
 
 double Schedule::lr(double base_lr, int epoch, double fraction, int total_epochs) const {
-  if (!std::isfinite(base_lr) || base_lr < 0.0) {
-    throw ConfigError("learning-rate schedule: the base rate must be finite and >= 0");
-  }
   if (epoch < 0 || !(fraction >= 0.0 && fraction <= 1.0) || total_epochs < 1) {
     throw ConfigError("learning-rate schedule: need epoch >= 0, fraction in [0, 1] and at "
                       "least one epoch in total");
+  }
+  return value(base_lr, epoch, fraction, total_epochs);
+}
+
+double Schedule::lr_at(double base_lr, double progress, double total_epochs) const {
+  if (!(progress >= 0.0 && progress <= 1.0) || !(total_epochs > 0.0) || !std::isfinite(total_epochs)) {
+    throw ConfigError("learning-rate schedule: need progress in [0, 1] and a run of more than 0 "
+                      "epochs");
+  }
+  // The same point in epochs. p = e / T times T can land a hair below e (1/49·49 < 1): a t
+  // within rounding of a whole epoch is that epoch, so per-epoch schedules step where an
+  // epoch run steps.
+  double t = progress * total_epochs;
+  if (std::fabs(t - std::round(t)) <= 1e-9 * std::max(1.0, total_epochs)) t = std::round(t);
+  const double epoch = std::floor(t);
+  return value(base_lr, static_cast<int>(epoch), t - epoch, total_epochs);
+}
+
+double Schedule::value(double base_lr, int epoch, double fraction, double total_epochs) const {
+  if (!std::isfinite(base_lr) || base_lr < 0.0) {
+    throw ConfigError("learning-rate schedule: the base rate must be finite and >= 0");
   }
   const double t = epoch + fraction;
   switch (kind) {
@@ -323,11 +351,7 @@ double Schedule::lr(double base_lr, int epoch, double fraction, int total_epochs
     case ScheduleKind::exp:
       return base_lr * std::pow(gamma, epoch);
     case ScheduleKind::cosine:
-      if (floor > base_lr) {
-        throw ConfigError("learning-rate schedule " + print_schedule(*this) + ": the floor " +
-                          format_number(floor) + " is above the base rate " +
-                          format_number(base_lr));
-      }
+      check_floor(*this, base_lr);
       return t >= total_epochs ? floor : cosine_between(base_lr, floor, t / total_epochs);
     case ScheduleKind::cyclic: {
       if (max_lr < base_lr) {
@@ -339,11 +363,7 @@ double Schedule::lr(double base_lr, int epoch, double fraction, int total_epochs
       return base_lr + (max_lr - base_lr) * (1.0 - std::fabs(2.0 * p - 1.0));
     }
     case ScheduleKind::restarts: {
-      if (floor > base_lr) {
-        throw ConfigError("learning-rate schedule " + print_schedule(*this) + ": the floor " +
-                          format_number(floor) + " is above the base rate " +
-                          format_number(base_lr));
-      }
+      check_floor(*this, base_lr);
       double start = 0.0;
       double length = t0;
       if (t_mult == 1) {
@@ -356,8 +376,24 @@ double Schedule::lr(double base_lr, int epoch, double fraction, int total_epochs
       }
       return cosine_between(base_lr, floor, (t - start) / length);
     }
+    case ScheduleKind::onecycle: {
+      check_floor(*this, base_lr);
+      const double p = std::min(1.0, t / total_epochs);
+      const double start = base_lr / kOneCycleDiv;
+      if (p < warm) return start + (base_lr - start) * (p / warm);
+      return cosine_between(base_lr, floor, (p - warm) / (1.0 - warm));
+    }
   }
   return base_lr;
+}
+
+double warmup_factor(double progress, double warmup) {
+  if (!(warmup >= 0.0 && warmup < 1.0)) {
+    throw ConfigError("warm-up: the fraction of the run must be in [0, 1), got " +
+                      format_number(warmup));
+  }
+  if (warmup == 0.0 || progress >= warmup) return 1.0;
+  return std::max(0.0, progress) / warmup;
 }
 
 std::vector<int> Schedule::cycle_ends(int total_epochs) const {
@@ -436,6 +472,13 @@ Schedule parse_schedule(std::string_view text) {
     s.t_mult = parse_count(text, f[2], "TMULT");
     if (f.size() == 4) s.floor = parse_real(text, f[3], "FLOOR");
     if (s.floor < 0.0) schedule_error(text, "FLOOR must be >= 0");
+  } else if (kind == "onecycle") {
+    arity(0, 2);
+    s.kind = ScheduleKind::onecycle;
+    if (f.size() >= 2) s.warm = parse_real(text, f[1], "WARM");
+    if (f.size() == 3) s.floor = parse_real(text, f[2], "FLOOR");
+    if (!(s.warm >= 0.0 && s.warm < 1.0)) schedule_error(text, "WARM must be in [0, 1)");
+    if (s.floor < 0.0) schedule_error(text, "FLOOR must be >= 0");
   } else {
     schedule_error(text, "unknown kind \"" + std::string(kind) + "\"");
   }
@@ -457,6 +500,8 @@ std::string print_schedule(const Schedule& s) {
     case ScheduleKind::restarts:
       return "restarts:" + std::to_string(s.t0) + ":" + std::to_string(s.t_mult) + ":" +
              format_number(s.floor);
+    case ScheduleKind::onecycle:
+      return "onecycle:" + format_number(s.warm) + ":" + format_number(s.floor);
   }
   return "constant";
 }

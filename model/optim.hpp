@@ -104,10 +104,16 @@ std::unique_ptr<Optimizer> make_optimizer(std::string_view name,
 // ---------------------------------------------------------------------------------------------
 // Learning-rate schedules
 //
-// Time is measured in epochs: t = epoch + fraction, with `epoch` the 0-based index of the
-// current epoch and `fraction` in [0, 1) the part of it already done (batch / batches), so
-// smooth schedules change every step. The base learning rate (e.g. --lr) is an argument, so
-// a schedule is a pure function of its spec. T = total epochs.
+// A schedule is a function of where the run is. Two equivalent views of that point:
+// - in epochs: t = epoch + fraction, with `epoch` the 0-based index of the current epoch and
+//   `fraction` in [0, 1) the part of it already done (batch / batches), so smooth schedules
+//   change every step; T = total epochs;
+// - as progress p = t / T in [0, 1] of a run laid over T epochs (lr_at). This is how budget
+//   runs (augflow train --budget, --budget-epochs) drive a schedule: p comes from the step count
+//   or the clock, and the epoch counts in the grammar below are read as p·T epochs, T being the
+//   run's length in epochs (--budget-epochs) or its epoch bound (--epochs with --budget).
+// The base learning rate (e.g. --lr) is an argument, so a schedule is a pure function of its
+// spec.
 //
 //   constant                     base
 //   step:K:GAMMA                 base · GAMMA^floor(epoch / K)        (per epoch)
@@ -120,25 +126,40 @@ std::unique_ptr<Optimizer> make_optimizer(std::string_view name,
 //                                a cycle of T_i epochs, then restart at base; T_0 = T0,
 //                                T_{i+1} = TMULT · T_i. With TMULT = 1 this is the snapshot
 //                                ensemble schedule (Huang et al. 2017).
+//   onecycle[:WARM[:FLOOR]]      one cycle over the whole run (Smith & Topin 2019, "super-
+//                                convergence"): linear from base/25 up to base (the peak) over
+//                                the first WARM of the run (default 0.3, PyTorch's pct_start;
+//                                25 is its div_factor), then cosine down to FLOOR (default 0)
+//                                at p = 1. A function of p alone.
 //
 // Grammar: fields separated by ':'; K, T0, TMULT are integers >= 1; GAMMA in (0, 1];
-// FLOOR >= 0; MAX > 0; PERIOD > 0 (epochs, may be fractional). Numbers in C form ("1e-5").
-// A FLOOR above base or a MAX below base is a ConfigError when the rate is computed.
+// FLOOR >= 0; MAX > 0; PERIOD > 0 (epochs, may be fractional); WARM in [0, 1). Numbers in C
+// form ("1e-5"). A FLOOR above base or a MAX below base is a ConfigError when the rate is
+// computed.
+//
+// Warm-up (warmup_factor) is separate from the grammar and composes with every schedule: the
+// rate is multiplied by a linear ramp over the first part of the run.
 
-enum class ScheduleKind { constant, step, exp, cosine, cyclic, restarts };
+enum class ScheduleKind { constant, step, exp, cosine, cyclic, restarts, onecycle };
 
 struct Schedule {
   ScheduleKind kind = ScheduleKind::constant;
   int step_epochs = 1;     ///< step: K
   double gamma = 1.0;      ///< step, exp: the factor
-  double floor = 0.0;      ///< cosine, restarts: the lowest rate
+  double floor = 0.0;      ///< cosine, restarts, onecycle: the lowest rate
   double max_lr = 0.0;     ///< cyclic: the highest rate
   double period = 1.0;     ///< cyclic: period in epochs
   int t0 = 1;              ///< restarts: length of the first cycle in epochs
   int t_mult = 1;          ///< restarts: growth factor of the cycle length
+  double warm = 0.3;       ///< onecycle: the fraction of the run spent rising to the peak
 
   /// The learning rate at (epoch, fraction) of a run of `total_epochs` starting from `base_lr`.
   double lr(double base_lr, int epoch, double fraction, int total_epochs) const;
+
+  /// The learning rate at progress p in [0, 1] of a run laid over `total_epochs` (> 0, may be
+  /// fractional) epochs: the same function at t = p · total_epochs. At p = 1 every schedule is
+  /// at its end value (cosine and onecycle at FLOOR).
+  double lr_at(double base_lr, double progress, double total_epochs) const;
 
   /// The numbers of completed epochs after which a cycle ends (the rate is at its low point
   /// and a snapshot is taken): restarts T0, T0 + T0·TMULT, ... and cyclic PERIOD, 2·PERIOD, ...
@@ -148,7 +169,18 @@ struct Schedule {
   std::vector<int> cycle_ends(int total_epochs) const;
 
   bool operator==(const Schedule&) const = default;
+
+ private:
+  /// The rate at t = epoch + fraction of `total_epochs`; both public forms land here, so an
+  /// epoch run gives the values it always gave.
+  double value(double base_lr, int epoch, double fraction, double total_epochs) const;
 };
+
+/// The warm-up multiplier at progress p of the run: a linear ramp p / warmup up to 1 at
+/// p = warmup, then 1 (Goyal et al. 2017, "gradual warmup"). warmup in [0, 1); 0 means none
+/// (exactly 1 everywhere). Callers pass the progress a step reaches (its end), so the first
+/// step already moves the weights, by a small rate. Throws ConfigError outside [0, 1).
+double warmup_factor(double progress, double warmup);
 
 /// Parses the grammar above. Throws ConfigError naming the text and the accepted forms.
 Schedule parse_schedule(std::string_view text);

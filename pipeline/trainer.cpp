@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <optional>
 
 #include <nlohmann/json.hpp>
@@ -167,6 +168,107 @@ std::string frozen_layers_line(model::Net& net) {
          tokens(frozen, count) + ")";
 }
 
+/// Schedules whose grammar counts epochs (step:K, exp, cyclic:..:PERIOD, restarts:T0): under a
+/// time budget they need an epoch length to be laid over (--epochs).
+bool counts_epochs(const model::Schedule& s) {
+  return s.kind == model::ScheduleKind::step || s.kind == model::ScheduleKind::exp ||
+         s.kind == model::ScheduleKind::cyclic || s.kind == model::ScheduleKind::restarts;
+}
+
+/// Where a run stands for its learning rate, and whether its budget is spent.
+///
+/// An epoch run asks the schedule at (epoch, batch / batches) as it always did (the warm-up
+/// ramp at the point the step reaches). Budget runs lay the schedule over the budget through
+/// progress p in [0, 1], taken at the point each step reaches, so that the last step runs at
+/// the schedule's end value:
+/// - --budget-epochs E: p = steps / round(E · batches per epoch), the step count alone, so the
+///   run is bit-reproducible and resumes exactly;
+/// - --budget M: p = (elapsed + one step) / (budget − reserve), from the clock, or the share of
+///   the --epochs bound done when that is larger. The reserve is what the last validation and
+///   checkpoint took (before the first: the validation batches at half a training step each),
+///   so that the final validation fits in the budget too. p reaching 1 ends the run.
+class Pace {
+ public:
+  Pace(const TrainConfig& c, const model::Schedule& schedule, std::size_t batches_per_epoch,
+       std::size_t val_batches)
+      : c_(c), schedule_(schedule), batches_(batches_per_epoch), val_batches_(val_batches) {
+    if (c.budget_epochs > 0) {
+      length_ = c.budget_epochs;
+      total_steps_ = std::max<std::uint64_t>(
+          1, static_cast<std::uint64_t>(std::llround(c.budget_epochs * static_cast<double>(batches_per_epoch))));
+    } else if (c.budget_minutes > 0) {
+      length_ = c.epochs > 0 ? c.epochs : 1.0;  // schedules that count epochs need c.epochs (checked)
+      bound_steps_ = static_cast<std::uint64_t>(c.epochs) * batches_per_epoch;
+    } else {
+      length_ = c.epochs;
+    }
+  }
+
+  bool budgeted() const { return c_.budget_epochs > 0 || c_.budget_minutes > 0; }
+
+  /// The epochs the loop may begin: the budget ends budget runs, mid-epoch if need be.
+  int epoch_bound() const {
+    if (c_.budget_epochs > 0) return std::numeric_limits<int>::max();
+    if (c_.budget_minutes > 0 && c_.epochs == 0) return std::numeric_limits<int>::max();
+    return c_.epochs;
+  }
+
+  /// The learning rate of the step about to be taken, the run's `step`-th (0-based), batch
+  /// `batch` of epoch `epoch`, `elapsed` seconds into the run. Sets last_step().
+  double rate(double base_lr, int epoch, std::size_t batch, std::uint64_t step, double elapsed) {
+    if (!budgeted()) {
+      double lr = schedule_.lr(base_lr, epoch, static_cast<double>(batch) / batches_, c_.epochs);
+      if (c_.warmup > 0) lr *= model::warmup_factor((epoch + (batch + 1.0) / batches_) / c_.epochs, c_.warmup);
+      return lr;
+    }
+    double p = 0;
+    if (total_steps_) {
+      p = static_cast<double>(step + 1) / static_cast<double>(total_steps_);
+    } else {
+      const double available = c_.budget_minutes * 60.0 - reserve();
+      p = available > 0 ? (elapsed + step_seconds()) / available : 1.0;
+      if (bound_steps_) p = std::max(p, static_cast<double>(step + 1) / static_cast<double>(bound_steps_));
+    }
+    p = std::min(1.0, p);
+    last_step_ = p >= 1.0;
+    progress_ = p;
+    return schedule_.lr_at(base_lr, p, length_) * model::warmup_factor(p, c_.warmup);
+  }
+
+  /// The step just taken was the budget's last: the run validates, checkpoints and ends.
+  bool last_step() const { return last_step_; }
+  /// The progress of the last step (budget runs).
+  double progress() const { return progress_; }
+  /// Steps left (--budget-epochs) for the progress line; 0 otherwise.
+  std::uint64_t steps_left(std::uint64_t step) const { return total_steps_ > step ? total_steps_ - step : 0; }
+
+  void step_took(double seconds) {
+    step_seconds_sum_ += seconds;
+    ++steps_timed_;
+  }
+  void validation_took(double seconds) { validation_seconds_ = seconds; }
+
+ private:
+  double step_seconds() const { return steps_timed_ ? step_seconds_sum_ / steps_timed_ : 0.0; }
+  double reserve() const {
+    if (validation_seconds_ >= 0) return validation_seconds_;
+    return 0.5 * step_seconds() * static_cast<double>(val_batches_) * (c_.ema > 0 ? 2 : 1);
+  }
+
+  const TrainConfig& c_;
+  const model::Schedule& schedule_;
+  std::size_t batches_;
+  std::size_t val_batches_;
+  double length_ = 1;              // T: the run's length in epochs, for the schedule
+  std::uint64_t total_steps_ = 0;  // --budget-epochs: the run's steps
+  std::uint64_t bound_steps_ = 0;  // --budget with --epochs: the bound's steps
+  double step_seconds_sum_ = 0;
+  std::uint64_t steps_timed_ = 0;
+  double validation_seconds_ = -1;  // -1: none measured yet in this process
+  bool last_step_ = false;
+  double progress_ = 0;
+};
+
 }  // namespace
 
 nlohmann::json to_json(const TrainConfig& c) {
@@ -174,7 +276,9 @@ nlohmann::json to_json(const TrainConfig& c) {
           {"epochs", c.epochs}, {"batch", c.batch}, {"optimizer", c.optimizer}, {"lr", c.lr},
           {"schedule", c.schedule}, {"regularizer", c.regularizer}, {"weight_decay", c.weight_decay},
           {"early_stop", c.early_stop}, {"seed", c.seed}, {"threads", c.threads}, {"cache_mb", c.cache_mb},
-          {"ema", c.ema}, {"snapshots", c.snapshots}, {"init", c.init}, {"freeze", c.freeze}, {"out", c.out}};
+          {"ema", c.ema}, {"snapshots", c.snapshots}, {"init", c.init}, {"freeze", c.freeze},
+          {"budget_minutes", c.budget_minutes}, {"budget_epochs", c.budget_epochs}, {"warmup", c.warmup},
+          {"label_smoothing", c.label_smoothing}, {"out", c.out}};
 }
 
 TrainConfig train_config_from_json(const nlohmann::json& j) {
@@ -201,6 +305,11 @@ TrainConfig train_config_from_json(const nlohmann::json& j) {
     c.snapshots = j.value("snapshots", 0);
     c.freeze = j.value("freeze", 0);  // absent from the config.json of runs before --freeze
     c.init = j.value("init", std::string());
+    // Absent from the config.json of runs before budgets, warm-up and label smoothing: off.
+    c.budget_minutes = j.value("budget_minutes", 0.0);
+    c.budget_epochs = j.value("budget_epochs", 0.0);
+    c.warmup = j.value("warmup", 0.0);
+    c.label_smoothing = j.value("label_smoothing", 0.0);
     c.out = j.at("out");
   } catch (const nlohmann::json::exception& e) {
     throw ConfigError(std::string("config.json of the run to resume is incomplete or malformed: ") + e.what());
@@ -272,13 +381,34 @@ std::vector<int> plan_snapshots(int snapshots, int epochs, model::Schedule& sche
 
 TrainSummary train(const TrainConfig& c, const std::function<void(const std::string&)>& log, bool resume,
                    const std::atomic<bool>* stop, const ProgressSink& progress) {
+  const auto run_start = Clock::now();
   const model::FlushDenormals flush_denormals;  // see model/parallel.hpp: decayed weights must not crawl
-  if (c.epochs < 1) throw ConfigError("--epochs must be at least 1, got " + std::to_string(c.epochs));
+  const bool open_ended = c.budget_minutes > 0 && c.epochs == 0;  // --budget without an epoch bound
+  if (c.epochs < 1 && !open_ended && !(c.budget_epochs > 0))
+    throw ConfigError("--epochs must be at least 1, got " + std::to_string(c.epochs));
   if (!(c.lr > 0) || !std::isfinite(c.lr)) throw ConfigError("--lr must be a positive number");
   if (c.out.empty()) throw ConfigError("--out RUNDIR is required");
   if (!(c.ema >= 0 && c.ema < 1)) throw ConfigError("--ema must be in [0, 1) (e.g. 0.999), got " + std::to_string(c.ema));
   if (c.snapshots < 0) throw ConfigError("--snapshots must be >= 0, got " + std::to_string(c.snapshots));
+  if (!(c.budget_minutes >= 0) || !std::isfinite(c.budget_minutes))
+    throw ConfigError("--budget must be a number of minutes > 0 (e.g. 10 or 0.5)");
+  if (!(c.budget_epochs >= 0) || !std::isfinite(c.budget_epochs))
+    throw ConfigError("--budget-epochs must be a number of epochs > 0 (e.g. 7.5)");
+  if (c.budget_minutes > 0 && c.budget_epochs > 0)
+    throw ConfigError("give --budget MINUTES or --budget-epochs E, not both");
+  if (!(c.warmup >= 0 && c.warmup < 1))
+    throw ConfigError("--warmup is a fraction of the run in [0, 1) (e.g. 0.05), got " + format_number(c.warmup));
+  if (!(c.label_smoothing >= 0 && c.label_smoothing < 1))
+    throw ConfigError("--label-smoothing must be in [0, 1) (e.g. 0.1), got " + format_number(c.label_smoothing));
   auto schedule = model::parse_schedule(c.schedule);
+  if (c.warmup > 0 && schedule.kind == model::ScheduleKind::onecycle)
+    throw ConfigError("onecycle has its own warm-up (its WARM field, e.g. onecycle:0.3): drop --warmup");
+  if (open_ended && counts_epochs(schedule))
+    throw ConfigError("the schedule " + model::print_schedule(schedule) +
+                      " counts epochs: with --budget give --epochs N too (the run's upper bound, which its epochs "
+                      "refer to), or use cosine, onecycle or constant, which follow the budget");
+  if (c.snapshots > 0 && (c.budget_minutes > 0 || c.budget_epochs > 0))
+    throw ConfigError("--snapshots is taken at cycle ends counted in whole epochs: use it with --epochs, not a budget");
   const std::vector<int> snapshot_epochs = plan_snapshots(c.snapshots, c.epochs, schedule);
   const auto regularizer = model::parse_regularizer(c.regularizer);
   model::OptimizerOptions optimizer_options;
@@ -312,7 +442,9 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
   train_options.inline_loading = c.inline_loading;
   train_options.seed = c.seed;
   train_options.cache_mb = c.cache_mb;
-  train_options.last_epoch = static_cast<std::uint64_t>(c.epochs - 1);
+  train_options.last_epoch = c.budget_epochs > 0 ? static_cast<std::uint64_t>(std::ceil(c.budget_epochs)) - 1
+                             : open_ended     ? ~0ull
+                                              : static_cast<std::uint64_t>(c.epochs - 1);
   LoaderOptions val_options = train_options;
   val_options.shuffle = false;
   val_options.prefetch_next_epoch = false;
@@ -371,6 +503,9 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
   double train_seconds = 0;
   std::size_t train_images = 0;
   int since_best = 0;
+  double spent_before = 0;  // wall time of the run before this process (resumed runs)
+  const auto elapsed = [&] { return spent_before + std::chrono::duration<double>(Clock::now() - run_start).count(); };
+  nlohmann::json time_to_accuracy = nlohmann::json::array();  // {seconds, epoch, val_accuracy} per validation
   std::uint64_t step = 0;
   int first_epoch = 0;
   // An epoch interrupted midway (Ctrl-C): where it stopped and what it had summed so far.
@@ -401,6 +536,9 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
     since_best = ckpt.meta.value("since_best", 0);
     train_seconds = ckpt.meta.value("train_seconds", 0.0);
     train_images = ckpt.meta.value("train_images", std::size_t{0});
+    spent_before = ckpt.meta.value("elapsed_seconds", 0.0);  // the budget goes on from here
+    time_to_accuracy = ckpt.meta.value("time_to_accuracy", nlohmann::json::array());
+    summary.budget_spent = ckpt.meta.value("budget_spent", false);
     restore_unusable(train_loader, ckpt.meta.value("train_unusable", nlohmann::json::array()));
     restore_unusable(val_loader, ckpt.meta.value("val_unusable", nlohmann::json::array()));
     if (ckpt.meta.contains("partial_epoch")) {
@@ -427,10 +565,19 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
   // A run killed after writing an epoch's metrics row but before its last.ckpt redoes that
   // epoch: keep only the header and the rows of the epochs last.ckpt holds, so none repeats.
   if (resume) keep_metrics_rows(out / "metrics.csv", first_epoch);
+  // The elapsed_seconds column goes last, so readers of the older columns keep working; a run
+  // resumed from a metrics.csv without it goes on without it.
+  bool elapsed_column = true;
+  if (resume) {
+    std::ifstream in(out / "metrics.csv");
+    std::string header;
+    std::getline(in, header);
+    elapsed_column = header.find("elapsed_seconds") != std::string::npos;
+  }
   std::ofstream metrics(out / "metrics.csv", resume ? std::ios::app : std::ios::trunc);
   if (!resume)
     metrics << "epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds"
-            << (ema.empty() ? "" : ",ema_val_loss,ema_val_accuracy") << "\n";
+            << (ema.empty() ? "" : ",ema_val_loss,ema_val_accuracy") << ",elapsed_seconds\n";
   if (!metrics) throw IoError((out / "metrics.csv").string() + ": cannot write");
 
   auto checkpoint_of = [&](int epochs_done, std::uint64_t step) {
@@ -448,6 +595,8 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
                  {"final_val_accuracy", summary.final_val_accuracy}, {"since_best", since_best},
                  {"train_seconds", train_seconds}, {"train_images", train_images},
                  {"best_ema_val_accuracy", summary.best_ema_val_accuracy},
+                 {"elapsed_seconds", elapsed()}, {"time_to_accuracy", time_to_accuracy},
+                 {"budget_spent", summary.budget_spent},
                  {"train_unusable", unusable_of(train_loader, static_cast<std::uint64_t>(epochs_done))},
                  {"val_unusable", unusable_of(val_loader, 0)}};
     return ckpt;
@@ -457,7 +606,15 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
   const std::size_t batches_per_epoch =
       std::max<std::size_t>(1, (train_loader.dataset().size() + c.batch - 1) / c.batch);
   double base_lr = c.lr;  // control.json may change it
-  for (int epoch = first_epoch; epoch < c.epochs && !summary.interrupted; ++epoch) {
+  const std::size_t val_batches =
+      std::max<std::size_t>(1, (val_loader.dataset().size() + c.batch - 1) / c.batch);
+  Pace pace(c, schedule, batches_per_epoch, val_batches);
+  // The total shown in log lines: epochs, or the epochs a budget allows at most ("?": the clock decides).
+  const std::string epochs_text = c.budget_epochs > 0 ? format_number(c.budget_epochs)
+                                  : pace.epoch_bound() == std::numeric_limits<int>::max() ? std::string("?")
+                                                                                         : std::to_string(c.epochs);
+  for (int epoch = first_epoch; epoch < pace.epoch_bound() && !summary.interrupted && !summary.budget_spent;
+       ++epoch) {
     const bool continuing = !partial.is_null();  // the epoch an interrupted run stopped in
     if (continuing) {
       base_lr = partial.at("base_lr");  // control.json was applied when the epoch began
@@ -485,6 +642,7 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
       partial = nullptr;
     }
     std::uint64_t next_batch = 0;  // the batch an interruption leaves unprocessed
+    auto step_start = Clock::now();
     while (auto batch = train_loader.next()) {
       if (stop && stop->load()) {
         summary.interrupted = true;
@@ -495,7 +653,7 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
       const std::vector<std::uint64_t> ids(batch->sample_ids().begin(), batch->sample_ids().end());
       const model::ForwardContext ctx{model::Mode::train, c.seed, step, 0, &ids};
       const auto& logits = net.forward(x, ctx);
-      const auto r = model::softmax_cross_entropy(logits, batch->labels(), dlogits);
+      const auto r = model::softmax_cross_entropy(logits, batch->labels(), dlogits, c.label_smoothing);
       net.backward(dlogits);
       const double penalty = model::apply_regularizer(regularizer, trainable);
       if (!std::isfinite(r.loss) || !std::isfinite(penalty))
@@ -503,7 +661,7 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
                     std::to_string(batch_index + 1) + ": the loss is " + std::to_string(r.loss) +
                     ". Try a smaller --lr (now " + std::to_string(c.lr) + "), a schedule, or batch norm; " +
                     (epoch > 0 ? (out / "last.ckpt").string() + " holds the last good epoch" : "no epoch finished"));
-      lr = schedule.lr(base_lr, epoch, static_cast<double>(batch_index) / batches_per_epoch, c.epochs);
+      lr = pace.rate(base_lr, epoch, batch_index, step, elapsed());
       optimizer->step(trainable, static_cast<float>(lr));
       if (!ema.empty()) {
         const float d = static_cast<float>(c.ema);
@@ -518,13 +676,27 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
       images += static_cast<std::size_t>(batch->size());
       ++step;
       ++batch_index;
+      const auto now = Clock::now();
+      pace.step_took(std::chrono::duration<double>(now - step_start).count());
+      step_start = now;
       if (progress) {
-        const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
-        const double rate = elapsed > 0 ? images / elapsed : 0;
+        const double epoch_seconds = std::chrono::duration<double>(now - start).count();
+        const double rate = epoch_seconds > 0 ? images / epoch_seconds : 0;
         const double left_in_epoch = std::max<double>(0, batches_per_epoch - batch_index) * c.batch;
         const double later_epochs = static_cast<double>(c.epochs - epoch - 1) * batches_per_epoch * c.batch;
-        progress({epoch + 1, c.epochs, batch_index, batches_per_epoch, loss_sum / std::max<std::size_t>(1, images),
-                  rate, rate > 0 ? (left_in_epoch + later_epochs) / rate : 0});
+        double eta = rate > 0 ? (left_in_epoch + later_epochs) / rate : 0;
+        if (c.budget_minutes > 0) eta = std::max(0.0, c.budget_minutes * 60.0 - elapsed());
+        if (c.budget_epochs > 0) eta = rate > 0 ? static_cast<double>(pace.steps_left(step)) * c.batch / rate : 0;
+        const int shown_epochs = c.budget_epochs > 0 ? static_cast<int>(std::ceil(c.budget_epochs)) : c.epochs;
+        progress({epoch + 1, shown_epochs, batch_index, batches_per_epoch, loss_sum / std::max<std::size_t>(1, images),
+                  rate, eta});
+      }
+      if (pace.budgeted() && pace.last_step()) {
+        // The budget is spent, with the schedule at its end value: this (partial) epoch is
+        // validated and checkpointed like a whole one, and the run ends.
+        summary.budget_spent = true;
+        train_loader.stop();
+        break;
       }
     }
     if (summary.interrupted) {
@@ -561,6 +733,7 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
     const double seconds = seconds_before + std::chrono::duration<double>(Clock::now() - start).count();
     train_seconds += seconds;
     train_images += images;
+    const auto validation_start = Clock::now();
     const EpochStats val = evaluate(net, val_loader, c.seed);
     const double train_loss = images ? loss_sum / images : 0;
     const double train_accuracy = images ? static_cast<double>(correct) / images : 0;
@@ -582,16 +755,25 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
       metrics << "," << ema_val.loss << "," << ema_val.accuracy;
       log("  ema weights: val loss " + std::to_string(ema_val.loss) + " acc " + std::to_string(ema_val.accuracy));
     }
+    // The epochs done when this accuracy was reached: fractional for a budget's last partial epoch.
+    const double epochs_done = summary.budget_spent && batch_index < batches_per_epoch
+                                   ? epoch + static_cast<double>(batch_index) / batches_per_epoch
+                                   : epoch + 1.0;
+    time_to_accuracy.push_back({{"seconds", elapsed()}, {"epoch", epochs_done}, {"val_accuracy", val.accuracy}});
+    if (elapsed_column) metrics << "," << time_to_accuracy.back().at("seconds").get<double>();
     metrics << "\n";
     metrics.flush();
     history.push_back({train_loss, train_accuracy, val.loss, val.accuracy});
     write_curves((out / "curves.png").string(), history);
     char line[256];
     std::snprintf(line, sizeof line,
-                  "epoch %d/%d: train loss %.4f acc %.4f | val loss %.4f acc %.4f | lr %.3g | %.0f images/s",
-                  epoch + 1, c.epochs, train_loss, train_accuracy, val.loss, val.accuracy, lr,
+                  "epoch %d/%s: train loss %.4f acc %.4f | val loss %.4f acc %.4f | lr %.3g | %.0f images/s",
+                  epoch + 1, epochs_text.c_str(), train_loss, train_accuracy, val.loss, val.accuracy, lr,
                   seconds > 0 ? images / seconds : 0.0);
     log(line);
+    if (summary.budget_spent)
+      log("budget spent after " + format_number(epochs_done) + " epochs (" + format_number(elapsed()) +
+          " s): the schedule is at its end value, lr " + format_number(lr));
 
     summary.epochs_run = epoch + 1;
     summary.final_val_accuracy = val.accuracy;
@@ -615,6 +797,7 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
       log("  snapshot " + file.string() + " (end of a learning-rate cycle, lr " + std::to_string(lr) + ")");
     }
     model::save_checkpoint((out / "last.ckpt").string(), ckpt);
+    pace.validation_took(std::chrono::duration<double>(Clock::now() - validation_start).count());
     if (!best && c.early_stop > 0 && since_best >= c.early_stop) {
       summary.stopped_early = true;
       log("early stop: no better validation accuracy for " + std::to_string(c.early_stop) + " epochs");
@@ -638,6 +821,14 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
     if (snapshot_epochs[k] <= summary.epochs_run)
       summary.snapshots.push_back((out / ("snapshot-" + std::to_string(k + 1) + ".ckpt")).string());
   if (!snapshot_epochs.empty()) summary_json["snapshots"] = summary.snapshots;
+  // What was reached when (the product is accuracy per minute): see README "Training to a time budget".
+  summary.elapsed_seconds = elapsed();
+  summary_json["budget_seconds"] = c.budget_minutes > 0 ? nlohmann::json(c.budget_minutes * 60.0) : nlohmann::json();
+  summary_json["budget_epochs"] = c.budget_epochs > 0 ? nlohmann::json(c.budget_epochs) : nlohmann::json();
+  summary_json["budget_spent"] = summary.budget_spent;
+  summary_json["train_seconds"] = train_seconds;
+  summary_json["elapsed_seconds"] = summary.elapsed_seconds;
+  summary_json["time_to_accuracy"] = time_to_accuracy;
   write_text(out / "summary.json", summary_json.dump(2) + "\n");
   return summary;
 }

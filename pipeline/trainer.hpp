@@ -2,7 +2,8 @@
 // epoch, with validation, metrics and checkpoints written to a run folder.
 //
 // RUNDIR/config.json    every setting of the run (enough to reproduce it)
-// RUNDIR/metrics.csv    epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds
+// RUNDIR/metrics.csv    epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds[,ema_val_loss,
+//                       ema_val_accuracy],elapsed_seconds (wall time since the run's start)
 // RUNDIR/last.ckpt      the weights after the last finished epoch (atomic writes)
 // RUNDIR/best.ckpt      the weights of the epoch with the best validation accuracy
 // RUNDIR/curves.png     loss and accuracy per epoch, train vs val
@@ -10,7 +11,9 @@
 // RUNDIR/snapshot-K.ckpt with --snapshots: the weights at the end of the K-th saved learning-rate
 //                       cycle (Huang et al. 2017, snapshot ensembles), for eval ensembles
 // RUNDIR/summary.json   best_val_accuracy, best_epoch, epochs_run, final_val_accuracy,
-//                       train_images_per_second, skipped_files, stopped_early, ...
+//                       train_images_per_second, skipped_files, stopped_early, budget_seconds,
+//                       budget_epochs, budget_spent, train_seconds, elapsed_seconds,
+//                       time_to_accuracy [{seconds, epoch, val_accuracy} per validation], ...
 // RUNDIR/control.json   optional, written by a person while the run trains: re-read at every
 //                       epoch start ({"lr": 3e-4}, {"stop": true}; see apply_control in trainer.cpp)
 #pragma once
@@ -37,7 +40,20 @@ struct TrainConfig {
   std::optional<std::uint64_t> split_seed;
   std::string model = "cnn-small";  ///< empty with `init`: the init file's spec
   std::string aug;              ///< empty: pad_crop+hflip for small (IDX) images, ResNet-style otherwise
+  /// Epochs to train. With budget_minutes: an upper bound (0: none), and the length that the
+  /// epoch counts of a schedule (step, exp, cyclic, restarts) refer to. Unused with budget_epochs.
   int epochs = 10;
+  /// Time budget in minutes of wall-clock time (loading, validation and checkpoints included);
+  /// 0: off. The schedule is laid over the budget: progress is the measured time spent over the
+  /// budget (minus a reserve for the final validation), so results depend on the machine's speed.
+  double budget_minutes = 0.0;
+  /// The same in epochs, fractional allowed (e.g. 7.5); 0: off. Progress is steps taken over
+  /// round(budget_epochs · batches per epoch) steps: bit-reproducible. Replaces `epochs`.
+  double budget_epochs = 0.0;
+  /// Linear warm-up over this fraction of the run, in [0, 1), on top of the schedule; 0: none.
+  double warmup = 0.0;
+  /// Label smoothing eps in [0, 1) of the training loss (validation stays the plain NLL).
+  double label_smoothing = 0.0;
   int batch = 64;
   std::string optimizer = "adam";
   double lr = 1e-3;
@@ -96,6 +112,8 @@ struct TrainSummary {
   bool interrupted = false;  ///< `stop` was raised (Ctrl-C): last.ckpt holds the last whole epoch
   double best_ema_val_accuracy = 0;  ///< with --ema: the best validation accuracy of the EMA weights
   std::vector<std::string> snapshots;  ///< with --snapshots: the snapshot files written so far
+  bool budget_spent = false;  ///< a budget run ended because its budget was spent
+  double elapsed_seconds = 0;  ///< wall time of the run since its start, over all resumes
 };
 
 /// Runs the training described by `config`, writing the run folder; `log` receives one line per

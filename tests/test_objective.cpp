@@ -44,6 +44,53 @@ Tensor row(std::initializer_list<std::initializer_list<float>> rows) {
 // ---------------------------------------------------------------------------------------------
 // Loss
 
+// Label smoothing, worked out by hand: logits (ln 3, 0) give p = (3/4, 1/4); with eps = 0.2 and
+// K = 2 the target of label 0 is q = (0.9, 0.1), the loss -(0.9 ln 3/4 + 0.1 ln 1/4) and the
+// gradient p - q = (-0.15, 0.15).
+TEST(Loss, LabelSmoothingByHand) {
+  const Tensor logits = row({{std::log(3.0f), 0.0f}});
+  const std::vector<int> labels = {0};
+  Tensor d;
+  const LossResult r = softmax_cross_entropy(logits, labels, d, 0.2);
+  EXPECT_NEAR(r.loss, -(0.9 * std::log(0.75) + 0.1 * std::log(0.25)), 1e-6);
+  EXPECT_NEAR(d[0], -0.15, 1e-6);
+  EXPECT_NEAR(d[1], 0.15, 1e-6);
+  EXPECT_EQ(r.correct, 1);
+  // Validation's loss (no smoothing argument) stays the plain NLL, -ln 3/4.
+  EXPECT_NEAR(softmax_cross_entropy(logits, labels).loss, -std::log(0.75), 1e-6);
+  // eps = 0 is the plain loss, bit for bit.
+  Tensor plain, zero;
+  const Tensor batch = grid_tensor(Shape{3, 4, 1, 1}, 11);
+  const std::vector<int> three = {0, 2, 3};
+  EXPECT_EQ(softmax_cross_entropy(batch, three, plain).loss, softmax_cross_entropy(batch, three, zero, 0.0).loss);
+  for (std::size_t i = 0; i < plain.size(); ++i) EXPECT_EQ(plain[i], zero[i]);
+  EXPECT_THROW(softmax_cross_entropy(logits, labels, d, 1.0), ConfigError);
+  EXPECT_THROW(softmax_cross_entropy(logits, labels, d, -0.1), ConfigError);
+}
+
+TEST(Loss, LabelSmoothingGradientMatchesCentralDifferences) {
+  const int n = 4;
+  const int k = 5;
+  const double eps = 0.1;
+  Tensor logits = grid_tensor(Shape{n, k, 1, 1}, 9);
+  const std::vector<int> labels = {1, 0, 4, 2};
+  Tensor dlogits, scratch;
+  softmax_cross_entropy(logits, labels, dlogits, eps);
+  const float h = 1.0f / 1024.0f;
+  double max_err = 0.0;
+  for (std::size_t i = 0; i < logits.size(); ++i) {
+    const float saved = logits[i];
+    logits[i] = saved + h;
+    const double plus = softmax_cross_entropy(logits, labels, scratch, eps).loss;
+    logits[i] = saved - h;
+    const double minus = softmax_cross_entropy(logits, labels, scratch, eps).loss;
+    logits[i] = saved;
+    const double numeric = (plus - minus) / (2.0 * h);
+    max_err = std::max(max_err, std::fabs(numeric - dlogits[i]) / std::max(1e-3, std::fabs(numeric)));
+  }
+  EXPECT_LT(max_err, 1e-4) << "max relative error of the smoothed dlogits against central differences";
+}
+
 TEST(Loss, GradientMatchesCentralDifferences) {
   const int n = 4;
   const int k = 5;

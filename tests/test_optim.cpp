@@ -317,5 +317,80 @@ TEST(Schedule, ParserRoundTripAndErrors) {
   EXPECT_THROW(parse_schedule("constant").lr(0.1, -1, 0.0, 10), ConfigError);
 }
 
+// Budget runs ask the schedule by progress p = t / T: every existing schedule gives, at each
+// epoch boundary and mid-epoch, the value the epoch form gives (the form epoch runs use, bit
+// for bit, so their results are unchanged), also where p · T rounds below a whole epoch.
+TEST(Schedule, ProgressGivesTheEpochValues) {
+  for (const char* spec : {"constant", "step:3:0.1", "exp:0.9", "cosine:1e-05", "cyclic:0.1:4",
+                           "restarts:2:2:0.001", "restarts:5:1:0"}) {
+    for (const int total : {10, 49}) {
+      const Schedule s = parse_schedule(spec);
+      for (int e = 0; e <= total; ++e) {
+        for (const double fraction : {0.0, 0.5}) {
+          if (e == total && fraction > 0) continue;
+          SCOPED_TRACE(std::string(spec) + " epoch " + std::to_string(e) + " + " +
+                       std::to_string(fraction) + " of " + std::to_string(total));
+          const double by_epoch = s.lr(0.01, e, fraction, total);
+          const double by_progress = s.lr_at(0.01, (e + fraction) / total, total);
+          EXPECT_NEAR(by_progress, by_epoch, 1e-12 * 0.1);
+        }
+      }
+    }
+  }
+  // A fractional length (--budget-epochs 2.5): cosine ends at its floor at p = 1, the step
+  // schedule counts the epochs that p · 2.5 has begun.
+  EXPECT_EQ(parse_schedule("cosine:0.001").lr_at(0.1, 1.0, 2.5), 0.001);
+  EXPECT_DOUBLE_EQ(parse_schedule("step:1:0.5").lr_at(0.1, 0.9, 2.5), 0.025);  // t = 2.25
+  EXPECT_THROW(parse_schedule("constant").lr_at(0.1, 1.5, 10), ConfigError);
+  EXPECT_THROW(parse_schedule("constant").lr_at(0.1, 0.5, 0), ConfigError);
+}
+
+TEST(Schedule, WarmupIsALinearRampOverTheFirstPartOfTheRun) {
+  EXPECT_EQ(warmup_factor(0.3, 0.0), 1.0) << "no warm-up: exactly 1, so runs without it are unchanged";
+  EXPECT_EQ(warmup_factor(0.0, 0.1), 0.0);
+  EXPECT_DOUBLE_EQ(warmup_factor(0.025, 0.1), 0.25);
+  EXPECT_DOUBLE_EQ(warmup_factor(0.05, 0.1), 0.5);
+  EXPECT_EQ(warmup_factor(0.1, 0.1), 1.0);
+  EXPECT_EQ(warmup_factor(0.7, 0.1), 1.0);
+  for (int i = 1; i < 10; ++i)
+    EXPECT_LT(warmup_factor((i - 1) / 100.0, 0.1), warmup_factor(i / 100.0, 0.1)) << "rising";
+  EXPECT_THROW(warmup_factor(0.5, 1.0), ConfigError);
+  EXPECT_THROW(warmup_factor(0.5, -0.1), ConfigError);
+}
+
+// Smith & Topin's one cycle: base/25 at the start, the peak (base) at p = WARM, a cosine down
+// to FLOOR at p = 1, half way at the middle of the descent.
+TEST(Schedule, OneCycleShape) {
+  const Schedule s = parse_schedule("onecycle:0.3:0.0001");
+  const double base = 0.1;
+  EXPECT_DOUBLE_EQ(s.lr_at(base, 0.0, 10), base / 25);
+  EXPECT_DOUBLE_EQ(s.lr_at(base, 0.15, 10), (base / 25 + base) / 2);
+  EXPECT_DOUBLE_EQ(s.lr_at(base, 0.3, 10), base);
+  EXPECT_DOUBLE_EQ(s.lr_at(base, 0.65, 10), (base + 0.0001) / 2);
+  EXPECT_DOUBLE_EQ(s.lr_at(base, 1.0, 10), 0.0001);
+  double previous = 0;
+  for (int i = 0; i <= 100; ++i) {
+    const double lr = s.lr_at(base, i / 100.0, 10);
+    if (i <= 30) {
+      EXPECT_GT(lr, previous) << "rising up to p = 0.3, at " << i;
+    } else {
+      EXPECT_LT(lr, previous) << "falling after, at " << i;
+    }
+    previous = lr;
+  }
+  // A function of progress alone: the run's length does not matter; the epoch form agrees.
+  EXPECT_DOUBLE_EQ(s.lr_at(base, 0.5, 3), s.lr_at(base, 0.5, 40));
+  EXPECT_DOUBLE_EQ(s.lr(base, 2, 0.5, 5), s.lr_at(base, 0.5, 5));
+
+  EXPECT_EQ(print_schedule(parse_schedule("onecycle")), "onecycle:0.3:0");
+  EXPECT_EQ(print_schedule(parse_schedule("onecycle:0.25")), "onecycle:0.25:0");
+  EXPECT_EQ(print_schedule(parse_schedule("onecycle:0.25:1e-05")), "onecycle:0.25:1e-05");
+  EXPECT_EQ(parse_schedule("onecycle:0.25:1e-05").cycle_ends(8), std::vector<int>{8});
+  for (const char* bad : {"onecycle:1", "onecycle:-0.1", "onecycle:0.3:-1", "onecycle:0.3:0:1", "onecycle:x"})
+    EXPECT_THROW(parse_schedule(bad), ConfigError) << '"' << bad << '"';
+  EXPECT_THROW(parse_schedule("onecycle:0.3:0.5").lr_at(0.1, 0.5, 10), ConfigError) << "floor above the peak";
+  expect_throws_with([] { parse_schedule("onecycle:2"); }, "onecycle[:WARM[:FLOOR]]");
+}
+
 }  // namespace
 }  // namespace augflow::model

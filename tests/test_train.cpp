@@ -2,8 +2,11 @@
 // that a model actually learns.
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <fstream>
+#include <functional>
+#include <map>
 #include <sstream>
 
 #include <gtest/gtest.h>
@@ -258,7 +261,8 @@ TEST(Train, InterruptedAndResumedEqualsUninterrupted) {
   EXPECT_EQ(rows, 4) << "the resumed run appends epochs 3 and 4";
 }
 
-/// metrics.csv without its seconds column (the only one that depends on the clock).
+/// metrics.csv without its seconds and elapsed_seconds columns (the two that depend on the
+/// clock; elapsed_seconds is the last).
 std::vector<std::string> metrics_rows(const std::string& run) {
   std::ifstream in(run + "/metrics.csv");
   std::vector<std::string> rows;
@@ -266,6 +270,7 @@ std::vector<std::string> metrics_rows(const std::string& run) {
     std::vector<std::string> fields;
     std::stringstream split(line);
     for (std::string field; std::getline(split, field, ',');) fields.push_back(field);
+    if (!fields.empty()) fields.pop_back();                  // ...,elapsed_seconds
     if (fields.size() > 6) fields.erase(fields.begin() + 6);  // epoch,train_loss,...,lr,seconds
     std::string row;
     for (const auto& f : fields) row += f + ",";
@@ -409,6 +414,198 @@ TEST(Train, FrozenRunInterruptedAndResumedEqualsUninterrupted) {
   const auto resumed = train(c, [](const std::string&) {}, true);
   EXPECT_EQ(resumed.epochs_run, 3);
   expect_same_final_state(dir.path() / "straight", dir.path() / "interrupted");
+}
+
+/// The fields of the last row of a run's metrics.csv, by column name.
+std::map<std::string, std::string> last_metrics_row(const std::string& run) {
+  std::ifstream in(run + "/metrics.csv");
+  std::vector<std::string> names, values;
+  for (std::string line; std::getline(in, line);) {
+    std::vector<std::string>& into = names.empty() ? names : values;
+    into.clear();
+    std::stringstream split(line);
+    for (std::string field; std::getline(split, field, ',');) into.push_back(field);
+  }
+  std::map<std::string, std::string> row;
+  for (std::size_t i = 0; i < names.size() && i < values.size(); ++i) row[names[i]] = values[i];
+  return row;
+}
+
+// --budget-epochs 2.5: the schedule (cosine) is laid over 2.5 epochs' steps; the run stops after
+// exactly those steps, its last one at the schedule's end value (0), validates and checkpoints
+// the half epoch, and says so in summary.json. Reproducible: 1 and 2 loader threads, and an
+// interruption in the middle, end in the same bits.
+TEST(Train, BudgetEpochsStopsMidEpochWithTheScheduleFinished) {
+  test::TempDir dir;
+  TrainConfig c = resumable_config(dir, 1);
+  c.out = (dir.path() / "one-epoch").string();
+  train(c, [](const std::string&) {});
+  const auto steps_per_epoch = model::load_checkpoint(c.out + "/last.ckpt").step;
+  ASSERT_GE(steps_per_epoch, 2);
+
+  c.budget_epochs = 2.5;
+  c.threads = 1;
+  c.out = (dir.path() / "straight").string();
+  std::vector<std::string> lines;
+  const auto straight = train(c, [&](const std::string& line) { lines.push_back(line); });
+  EXPECT_TRUE(straight.budget_spent);
+  EXPECT_FALSE(straight.stopped_early);
+  EXPECT_EQ(straight.epochs_run, 3) << "the last half epoch counts";
+  const auto last = model::load_checkpoint(c.out + "/last.ckpt");
+  EXPECT_EQ(last.step, std::llround(2.5 * static_cast<double>(steps_per_epoch)));
+  EXPECT_EQ(last_metrics_row(c.out).at("lr"), "0") << "the last step at cosine's end value";
+  EXPECT_NE(std::find_if(lines.begin(), lines.end(),
+                         [](const std::string& l) { return l.rfind("budget spent after", 0) == 0; }),
+            lines.end());
+  const auto summary = read_json(dir.path() / "straight" / "summary.json");
+  EXPECT_EQ(summary.at("budget_epochs"), 2.5);
+  EXPECT_TRUE(summary.at("budget_seconds").is_null());
+  EXPECT_EQ(summary.at("budget_spent"), true);
+  const auto& reached = summary.at("time_to_accuracy");
+  ASSERT_EQ(reached.size(), 3u) << "a validation after each epoch and at the end of the budget";
+  EXPECT_EQ(reached[0].at("epoch"), 1.0);
+  EXPECT_NEAR(reached[2].at("epoch").get<double>(), static_cast<double>(last.step) / steps_per_epoch, 1e-12);
+  EXPECT_EQ(reached[2].at("val_accuracy"), straight.final_val_accuracy);
+  for (std::size_t i = 1; i < reached.size(); ++i)
+    EXPECT_GE(reached[i].at("seconds").get<double>(), reached[i - 1].at("seconds").get<double>());
+  EXPECT_GE(summary.at("elapsed_seconds").get<double>(), reached[2].at("seconds").get<double>());
+  EXPECT_TRUE(summary.contains("train_seconds"));
+  EXPECT_EQ(read_json(dir.path() / "straight" / "config.json").at("budget_epochs"), 2.5);
+
+  c.threads = 2;
+  c.out = (dir.path() / "two-threads").string();
+  train(c, [](const std::string&) {});
+  expect_same_final_state(dir.path() / "straight", dir.path() / "two-threads");
+
+  c.out = (dir.path() / "interrupted").string();
+  std::atomic<bool> stop{false};
+  const auto part = train(c, [](const std::string&) {}, false, &stop, [&](const TrainProgress& p) {
+    if (p.epoch == 2 && p.batch == 2) stop = true;
+  });
+  ASSERT_TRUE(part.interrupted);
+  EXPECT_FALSE(part.budget_spent);
+  const auto resumed = train(c, [](const std::string&) {}, true);
+  EXPECT_TRUE(resumed.budget_spent);
+  EXPECT_EQ(resumed.epochs_run, 3);
+  expect_same_final_state(dir.path() / "straight", dir.path() / "interrupted");
+  EXPECT_EQ(metrics_rows(c.out), metrics_rows((dir.path() / "straight").string()));
+  EXPECT_EQ(read_json(dir.path() / "interrupted" / "summary.json").at("time_to_accuracy").size(), 3u)
+      << "the accuracies reached before the interruption are kept";
+}
+
+// --budget 0.05 (3 seconds) with no epoch bound: the clock ends the run, with the schedule
+// finished. Nothing here depends on how fast the machine is: a slow one trains fewer epochs.
+TEST(Train, BudgetInMinutesStopsOnTimeWithTheScheduleFinished) {
+  test::TempDir dir;
+  write_colour_folder(dir, 6);
+  TrainConfig c = colour_config(dir);
+  c.budget_minutes = 0.05;
+  c.epochs = 0;  // no bound: the clock alone ends the run
+  c.schedule = "cosine:0.0001";
+  c.warmup = 0.1;
+  c.out = (dir.path() / "run").string();
+  const auto s = train(c, [](const std::string&) {});
+  EXPECT_TRUE(s.budget_spent);
+  EXPECT_FALSE(s.stopped_early);
+  EXPECT_GE(s.epochs_run, 1);
+  EXPECT_EQ(last_metrics_row(c.out).at("lr"), "0.0001") << "the last step at the schedule's end value";
+  const auto summary = read_json(dir.path() / "run" / "summary.json");
+  EXPECT_DOUBLE_EQ(summary.at("budget_seconds").get<double>(), 3.0);
+  EXPECT_TRUE(summary.at("budget_epochs").is_null());
+  ASSERT_EQ(summary.at("time_to_accuracy").size(), static_cast<std::size_t>(s.epochs_run));
+  // Generous: the final validation is estimated, and a loaded machine may run late by a step or
+  // a validation, not by a minute.
+  EXPECT_LT(summary.at("elapsed_seconds").get<double>(), 3.0 + 60.0);
+  EXPECT_FALSE(last_metrics_row(c.out).at("elapsed_seconds").empty());
+
+  // An epoch bound ends it sooner when the epochs are done first, again with the schedule done.
+  c.epochs = 1;
+  c.budget_minutes = 60;
+  c.out = (dir.path() / "bounded").string();
+  const auto bounded = train(c, [](const std::string&) {});
+  EXPECT_TRUE(bounded.budget_spent);
+  EXPECT_EQ(bounded.epochs_run, 1);
+  EXPECT_EQ(last_metrics_row(c.out).at("lr"), "0.0001");
+}
+
+TEST(Train, BudgetAndWarmupSettingsRoundTripAndOldConfigsResume) {
+  TrainConfig c;
+  c.budget_minutes = 12.5;
+  c.warmup = 0.05;
+  c.label_smoothing = 0.1;
+  const TrainConfig back = train_config_from_json(to_json(c));
+  EXPECT_EQ(back.budget_minutes, 12.5);
+  EXPECT_EQ(back.budget_epochs, 0.0);
+  EXPECT_EQ(back.warmup, 0.05);
+  EXPECT_EQ(back.label_smoothing, 0.1);
+  c.budget_minutes = 0;
+  c.budget_epochs = 7.5;
+  EXPECT_EQ(train_config_from_json(to_json(c)).budget_epochs, 7.5);
+
+  // A run folder of a version before these settings: config.json and last.ckpt without them.
+  test::TempDir dir;
+  TrainConfig r = resumable_config(dir, 2);
+  r.out = (dir.path() / "straight").string();
+  train(r, [](const std::string&) {});
+  r.out = (dir.path() / "old").string();
+  std::atomic<bool> stop{false};
+  train(r, [&](const std::string& line) { if (line.rfind("epoch 1/2", 0) == 0) stop = true; }, false, &stop);
+  auto config = read_json(dir.path() / "old" / "config.json");
+  for (const char* key : {"budget_minutes", "budget_epochs", "warmup", "label_smoothing"}) config.erase(key);
+  std::ofstream(dir.path() / "old" / "config.json") << config.dump(2);
+  const TrainConfig old = train_config_from_json(config);
+  EXPECT_EQ(old.budget_minutes, 0.0);
+  EXPECT_EQ(old.warmup, 0.0);
+  EXPECT_EQ(old.label_smoothing, 0.0);
+  auto ckpt = model::load_checkpoint(r.out + "/last.ckpt");
+  for (const char* key : {"elapsed_seconds", "time_to_accuracy", "budget_spent"}) ckpt.meta.erase(key);
+  model::save_checkpoint(r.out + "/last.ckpt", ckpt);
+  const auto resumed = train(old, [](const std::string&) {}, true);
+  EXPECT_EQ(resumed.epochs_run, 2);
+  expect_same_final_state(dir.path() / "straight", dir.path() / "old");
+}
+
+// Warm-up and label smoothing change the run (they are wired in); bad combinations are errors
+// that say what to do.
+TEST(Train, WarmupLabelSmoothingAndBudgetSettings) {
+  test::TempDir dir;
+  write_colour_folder(dir, 6);
+  TrainConfig c = colour_config(dir);
+  c.epochs = 1;
+  auto weights = [&](const std::string& name) {
+    c.out = (dir.path() / name).string();
+    train(c, [](const std::string&) {});
+    return model::load_checkpoint(c.out + "/last.ckpt").params;
+  };
+  const auto plain = weights("plain");
+  c.warmup = 0.5;
+  const auto warmed = weights("warmup");
+  c.warmup = 0;
+  c.label_smoothing = 0.1;
+  const auto smoothed = weights("smoothed");
+  const auto differ = [](const auto& a, const auto& b) {
+    for (const auto& [name, t] : a)
+      if (std::memcmp(t.data(), b.at(name).data(), t.size() * sizeof(float)) != 0) return true;
+    return false;
+  };
+  EXPECT_TRUE(differ(plain, warmed));
+  EXPECT_TRUE(differ(plain, smoothed));
+
+  c.label_smoothing = 0;
+  c.out = (dir.path() / "bad").string();
+  const std::vector<std::pair<std::function<void(TrainConfig&)>, std::string>> bad_settings = {
+      {[](TrainConfig& b) { b.budget_minutes = 1, b.budget_epochs = 2; }, "not both"},
+      {[](TrainConfig& b) { b.warmup = 1; }, "--warmup"},
+      {[](TrainConfig& b) { b.schedule = "onecycle", b.warmup = 0.1; }, "onecycle has its own warm-up"},
+      {[](TrainConfig& b) { b.budget_minutes = 1, b.epochs = 0, b.schedule = "step:2:0.1"; }, "give --epochs N too"},
+      {[](TrainConfig& b) { b.budget_epochs = 4, b.snapshots = 2; }, "--snapshots"},
+      {[](TrainConfig& b) { b.label_smoothing = 1; }, "--label-smoothing"},
+  };
+  for (const auto& [change, needle] : bad_settings) {
+    TrainConfig b = c;
+    change(b);
+    test::expect_throws_with([&] { train(b, [](const std::string&) {}); }, needle);
+  }
 }
 
 TEST(Train, ResumeWithoutACheckpointIsAClearError) {
