@@ -94,10 +94,10 @@ int main(int argc, char** argv) {
       "           W x H; classes class_0, class_1, ... Easy: for loader and decode benchmarks.\n"
       "  objects  CIFAR-like photos of shapes (circle, triangle, square, star, ring, cross,\n"
       "           crescent, heart, arrow, hexagon), exactly W x H. The class is the shape only:\n"
-      "           random pose (rotation, size 0.4-0.9 of the frame, stretch, position), random\n"
-      "           object and background colours, textured background (noise, stripes or\n"
-      "           gradient), 1-4 distractor strokes and blobs (some occluding), lighting, blur,\n"
-      "           noise. Hard: for time-to-accuracy benchmarks and fine-tuning demos.\n\n"
+      "           random pose (rotation within +-25 degrees, size 0.4-0.9 of the frame, stretch,\n"
+      "           position), random object and background colours, textured background (noise,\n"
+      "           stripes or gradient), 1-4 distractor strokes and blobs (some occluding),\n"
+      "           lighting, blur, noise. Hard: for time-to-accuracy benchmarks and fine-tuning.\n\n"
       "Standard benchmark folder (50,000 train + 10,000 test, 32x32):\n"
       "  augflow_make_images --kind objects --out DIR --count 60000 --split 10000\n"};
   std::string out, kind_name = "fields";
