@@ -194,10 +194,10 @@ struct Result {
   std::string output;  // stdout and stderr together
 };
 
-/// Runs `augflow ARGS` (the binary this build made) through the shell.
-inline Result run(const std::string& args) {
+/// Runs `PROGRAM ARGS` through the shell (a binary this build made).
+inline Result run_program(const std::string& program, const std::string& args) {
   Result result;
-  const std::string command = std::string(AUGFLOW_BINARY) + " " + args + " 2>&1";
+  const std::string command = program + " " + args + " 2>&1";
   FILE* pipe = ::popen(command.c_str(), "r");
   if (!pipe) return result;
   char buffer[4096];
@@ -222,6 +222,9 @@ inline void expect_same_tensors(const std::map<std::string, model::Tensor>& a,
     }
   }
 }
+
+/// Runs `augflow ARGS` (the binary this build made) through the shell.
+inline Result run(const std::string& args) { return run_program(AUGFLOW_BINARY, args); }
 
 /// The JSON file at `path` (run folders' config.json and summary.json, --json reports).
 inline nlohmann::json read_json(const std::filesystem::path& path) {
