@@ -221,6 +221,8 @@ void Reader::index_graph() {
   for (const auto& t : graph_.initializer()) constants_[t.name()] = &t;
   for (int i = 0; i < graph_.node_size(); ++i) {
     const auto& n = node(i);
+    // Every node the walk reaches is read through its first output.
+    if (n.output_size() < 1 || n.output(0).empty()) fail(n, "the node has no output");
     if (!n.domain().empty() && n.domain() != "ai.onnx")
       fail(n, "the operator domain '" + n.domain() + "' is not supported; " + kSupported);
     if (n.op_type() == "Constant") {

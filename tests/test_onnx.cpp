@@ -279,6 +279,21 @@ TEST(Onnx, NamesTheNodeItCannotRepresent) {
   }
 }
 
+TEST(Onnx, ANodeWithoutOutputIsADataError) {
+  // Found by fuzz_onnx: a residual block's Add without outputs was read through output(0).
+  const Checkpoint ckpt = random_checkpoint("conv4k3p1-bn-relu-res4-res8s2-gap-fc3", {0, 3, 12, 12}, 3, 9);
+  onnx::ModelProto model;
+  ASSERT_TRUE(model.ParseFromString(model::onnx_model_bytes(ckpt)));
+  for (int i = 0; i < model.graph().node_size(); ++i) {
+    onnx::ModelProto broken = model;
+    broken.mutable_graph()->mutable_node(i)->clear_output();
+    std::string bytes;
+    broken.SerializeToString(&bytes);
+    SCOPED_TRACE(model.graph().node(i).op_type());
+    expect_throws_with([&] { import_string(bytes); }, "has no output");
+  }
+}
+
 TEST(Onnx, DamagedFilesAreDataErrorsNeverCrashes) {
   const Checkpoint ckpt = random_checkpoint("conv4k3p1-bn-relu-res4-gap-fc3", {0, 3, 12, 12}, 3, 9);
   const std::string good = model::onnx_model_bytes(ckpt);
