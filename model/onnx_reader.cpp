@@ -156,8 +156,21 @@ std::vector<float> Reader::float_tensor(const onnx::NodeProto& n, int input, con
     fail(n, "the constant '" + name + "' is " + (got.empty() ? "a scalar" : got) + " but " +
                 (want.empty() ? "a scalar" : want) + " is needed here");
   }
+  // The size the dims claim, checked against the data the file holds before anything is
+  // allocated (a hostile file may claim any dims).
   std::size_t count = 1;
-  for (auto d : dims) count *= static_cast<std::size_t>(d);
+  for (auto d : dims) {
+    if (d < 0 || d > (std::int64_t{1} << 31) || count > (std::size_t{1} << 31) / std::max<std::size_t>(1, d))
+      fail(n, "the constant '" + name + "' has dimensions too large to be a weight");
+    count *= static_cast<std::size_t>(d);
+  }
+  const std::size_t element = t->data_type() == onnx::TensorProto::DOUBLE ? sizeof(double) : sizeof(float);
+  const std::size_t held = t->has_raw_data() ? t->raw_data().size() / element
+                           : t->data_type() == onnx::TensorProto::DOUBLE ? static_cast<std::size_t>(t->double_data_size())
+                                                                         : static_cast<std::size_t>(t->float_data_size());
+  if (held != count)
+    fail(n, "the constant '" + name + "' holds " + std::to_string(held) + " values, not the " + std::to_string(count) +
+                " its dimensions give");
   std::vector<float> values(count);
   if (t->data_type() == onnx::TensorProto::FLOAT) {
     if (t->has_raw_data()) {
@@ -555,6 +568,7 @@ std::string Reader::read_residual(const std::string& value, const std::vector<in
                                 int& p) {
     const onnx::NodeProto* conv = at(chain, j, "Conv");
     if (!conv) {
+      if (chain.empty()) fail("the two paths from '" + value + "' are not a residual block; " + kSupported);
       const onnx::NodeProto& n = node(chain[std::min(j, chain.size() - 1)]);
       unsupported(n, "the residual block from '" + value + "' does not have augflow's form (conv3x3, batch norm, relu, "
                      "conv3x3, batch norm on the branch; the input or a 1x1 conv with batch norm on the shortcut)");
@@ -572,6 +586,7 @@ std::string Reader::read_residual(const std::string& value, const std::vector<in
   conv_then_bn(branch, i, "conv1", k1, s1, p1);
   if (!at(branch, i, "Relu"))
     unsupported(node(branch[std::min(i, branch.size() - 1)]), "expected the Relu between the branch's convolutions");
+  // (branch is not empty here: conv_then_bn read a Conv from it.)
   ++i;
   conv_then_bn(branch, i, "conv2", k2, s2, p2);
   const int out = shape_.c;

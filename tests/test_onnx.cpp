@@ -294,6 +294,15 @@ TEST(Onnx, ANodeWithoutOutputIsADataError) {
   }
 }
 
+TEST(Onnx, AnAddOfTheSameValueTwiceIsNoResidualBlock) {
+  onnx::ModelProto model;
+  ASSERT_TRUE(model.ParseFromString(graph_with("Add")));
+  model.mutable_graph()->mutable_node(0)->add_input("x");  // Add(x, x): two reads of x, no branch
+  std::string bytes;
+  model.SerializeToString(&bytes);
+  expect_throws_with([&] { import_string(bytes); }, "not a residual block");
+}
+
 TEST(Onnx, DamagedFilesAreDataErrorsNeverCrashes) {
   const Checkpoint ckpt = random_checkpoint("conv4k3p1-bn-relu-res4-gap-fc3", {0, 3, 12, 12}, 3, 9);
   const std::string good = model::onnx_model_bytes(ckpt);
