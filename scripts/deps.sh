@@ -10,6 +10,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev zlib1g-dev libjpeg-dev libpng-dev
   libonnx-dev libprotobuf-dev protobuf-compiler
+  libopenmpi-dev openmpi-bin libdnnl-dev
   dataset-fashion-mnist
 )
 if [[ "${AUGFLOW_WITH_PEERS:-0}" == 1 ]]; then
