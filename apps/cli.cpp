@@ -54,7 +54,9 @@ void add_test_time_options(CLI::App& cmd, pipeline::TestTimeOptions& o, std::str
       ->required()
       ->expected(1, -1);
   cmd.add_option("--views", o.views,
-                 "center (1 view), tencrop (4 corners + centre, each also mirrored: 10), multiscale (ten\n"
+                 "auto: the views each model's training makes useful (tencrop after scale augmentation at\n"
+                 "224 pixels and more, flip after hflip, center otherwise); center (1 view), flip (the centre\n"
+                 "and its mirror: 2), tencrop (4 corners + centre, each also mirrored: 10), multiscale (ten\n"
                  "crops at each of --scales: 10 x scales), or a view spec such as\n"
                  "'tencrop(resize=288,size=224) | normalize(imagenet)'")
       ->capture_default_str();

@@ -1,4 +1,5 @@
 // augflow eval: test-time evaluation of a checkpoint or an ensemble, with multi-crop views.
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 
@@ -92,19 +93,34 @@ void run_eval(const EvalCommand& command) {
 
   if (command.compare) {
     std::vector<pipeline::EvalResult> rows;
-    for (const char* mode : {"center", "tencrop", "multiscale"}) {
-      if (config.views == mode) {
-        rows.push_back(main);
-        continue;
-      }
+    for (const char* mode : {"center", "flip", "tencrop", "multiscale"}) {
       pipeline::EvalConfig other = config;
       other.views = mode;
       other.out.clear();
-      rows.push_back(pipeline::evaluate(other, [](const std::string&) {}));
+      // The main run already measured this view set when it asked for it or auto chose it for
+      // every member.
+      const bool same = config.views == mode ||
+                        (config.views == pipeline::kAutoViews &&
+                         std::all_of(main.members.begin(), main.members.end(), [&](const pipeline::MemberResult& m) {
+                           return m.views.rfind(std::string(mode) + "(", 0) == 0;
+                         }));
+      rows.push_back(same ? main : pipeline::evaluate(other, [](const std::string&) {}));
     }
     print_comparison(rows);
+    // More views cost more time; one that loses to the centre crop also costs accuracy: the
+    // training did not make those views look like what the model learned from.
+    const double center = rows.front().metrics.top1;
     report["compare"] = nlohmann::json::array();
-    for (const auto& r : rows) report["compare"].push_back(result_json(r));
+    for (const auto& r : rows) {
+      nlohmann::json row = result_json(r);
+      row["loses_to_center"] = r.metrics.top1 < center;
+      report["compare"].push_back(row);
+      if (r.metrics.top1 < center)
+        std::printf("note: %s loses to the centre crop (top1 %.4f < %.4f): the training did not make these views "
+                    "useful; prefer --views %s\n",
+                    r.views.substr(0, r.views.find('(')).c_str(), r.metrics.top1, center,
+                    rows[1].metrics.top1 >= center ? "flip" : "center");
+    }
   }
   if (!config.out.empty()) std::printf("confusion matrix and per-class accuracy in %s/\n", config.out.c_str());
   if (!command.json.empty()) write_json_report(command.json, report);
@@ -121,9 +137,11 @@ void add_eval_command(CLI::App& app) {
       "batch-norm running statistics, and softmax probabilities averaged over deterministic views\n"
       "(centre crop, ten crops, or ten crops at several scales). Several --model files form an\n"
       "ensemble whose probabilities are averaged (independent runs, search top-k, --snapshots of one\n"
-      "run, ema.ckpt). The default views follow from the training spec the checkpoint records:\n"
-      "after scale_crop(256,480,224) the shorter side goes to 256 and 224 is cropped; after pad_crop\n"
-      "the image is padded as trained and the crops are taken from the padded image. Examples:\n"
+      "run, ema.ckpt). The default views follow from the training spec the checkpoint records: which\n"
+      "views (tencrop after scale augmentation at 224 pixels and more, the centre and its mirror after\n"
+      "hflip, the centre otherwise) and where: after scale_crop(256,480,224) the shorter side goes to\n"
+      "256 and 224 is cropped; after pad_crop the image is padded as trained and the crops are taken\n"
+      "from the padded image. Examples:\n"
       "  augflow eval --data fashion-mnist:test --model runs/fm/best.ckpt --views tencrop\n"
       "  augflow eval --data photos/val --model a/best.ckpt b/best.ckpt --compare --json eval.json");
   cmd->add_option("--data", c.data,
@@ -134,7 +152,8 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--repeats", c.repeats, "timed passes over the data; images/s is their median")
       ->capture_default_str();
   cmd->add_flag("--compare", command->compare,
-                "also evaluate center, tencrop and multiscale and print a table (each member vs the ensemble)");
+                "also evaluate center, flip, tencrop and multiscale and print a table (each member vs the\n"
+                "ensemble); a view set whose top1 is below the centre crop's gets a note (JSON: loses_to_center)");
   cmd->add_option("--out", c.out, "folder for confusion.csv, confusion.png and per_class.csv");
   cmd->add_option("--json", command->json,
                   "write a JSON report: top1, top5, nll, images_per_second, views_per_image, members,\n"

@@ -430,7 +430,7 @@ ViewPipeline parse_views(std::string_view spec) {
   const auto steps = resolve_all(spec, raw);
   if (steps.front().info->kind != StepKind::view)
     fail(spec, steps.front().position, steps.front().token, "a view spec starts with a view",
-         "center(resize,size), tencrop(resize,size), multiscale(scales,size)");
+         "center(resize,size), flip(resize,size), tencrop(resize,size), multiscale(scales,size)");
   std::optional<Views> views;
   views.emplace(build_at(spec, steps.front(), [&] { return Views(steps.front().args); }));
   Normalize normalize;

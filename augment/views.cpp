@@ -17,6 +17,7 @@ Views::Views(const Args& args) : args_(args), size_(args.integer("size")) {
   } else {
     scales_ = {args.integer("resize")};
     ten_ = args.name() == "tencrop";
+    mirror_ = args.name() == "flip";
   }
   if (size_ < 1 || size_ > 16384)
     throw ConfigError(args.name() + ": size must be in [1, 16384], got " + std::to_string(size_));
@@ -27,7 +28,7 @@ Views::Views(const Args& args) : args_(args), size_(args.integer("size")) {
                         std::to_string(size_) + "; every scale must be >= size");
 }
 
-int Views::count() const { return static_cast<int>(scales_.size()) * (ten_ ? 10 : 1); }
+int Views::count() const { return static_cast<int>(scales_.size()) * (ten_ ? 10 : mirror_ ? 2 : 1); }
 
 std::vector<ViewPlan> Views::plan(const ImageInfo& in) const {
   std::vector<ViewPlan> views;
@@ -41,6 +42,7 @@ std::vector<ViewPlan> Views::plan(const ImageInfo& in) const {
                                  static_cast<int>(std::lround(bottom / 2.0)));
     if (!ten_) {
       views.push_back({centre, false, length});
+      if (mirror_) views.push_back({centre, true, length});
       continue;
     }
     const CropParams five[] = {at(0, 0), at(right, 0), at(0, bottom), at(right, bottom), centre};
@@ -57,9 +59,9 @@ std::vector<cv::Mat> Views::apply(const cv::Mat& image) const {
   out.reserve(plans.size());
   for (std::size_t i = 0; i < plans.size(); ++i) {
     if (plans[i].flip) {
-      // The flipped view i mirrors view i-5, already resized: flip it instead of resampling.
+      // The flipped view mirrors its unflipped twin, already resized: flip it instead of resampling.
       cv::Mat mirrored;
-      cv::flip(out[i - 5], mirrored, 1);
+      cv::flip(out[i - unmirrored()], mirrored, 1);
       out.push_back(mirrored);
     } else {
       out.push_back(crop_resize(image, plans[i].crop, cv::BORDER_REPLICATE));
@@ -72,6 +74,9 @@ void add_view_steps(std::vector<StepInfo>& steps) {
   const ParamSpec resize{"resize", ValueKind::integer, Value::integer(256), "short side is resized to this first"};
   const ParamSpec size{"size", ValueKind::integer, Value::integer(224), "side of each square crop"};
   steps.push_back({"center", StepKind::view, "test-time view: resize the shorter side, take the centre crop",
+                   {resize, size}, nullptr});
+  steps.push_back({"flip", StepKind::view,
+                   "test-time views: the centre crop and its mirror image: 2 views (for models trained with hflip)",
                    {resize, size}, nullptr});
   steps.push_back({"tencrop", StepKind::view,
                    "test-time views: 4 corners + centre (top-left, top-right, bottom-left, bottom-right, centre), then the same five mirrored: 10 views",

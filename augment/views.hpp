@@ -5,6 +5,8 @@
 //   horizontally, in torchvision's FiveCrop order (torchvision's TenCrop mirrors the whole
 //   image first, so its 6th view mirrors the top-right crop; here view 5 mirrors view 0):
 //     0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right, 4 centre, 5..9 the same, flipped.
+// - flip(resize, size): the centre crop and its mirror, 2 views: what training with hflip makes
+//   useful at test time (the model saw both orientations), for the price of two.
 // - multiscale(scales, size): ten crops at each scale in the given order (ResNet, He et al.
 //   2015, section 3.4: scales 224, 256, 384, 480, 640 -> 50 views); view index =
 //   scale_index * 10 + crop index above.
@@ -33,7 +35,7 @@ class Views {
   explicit Views(const Args& args);
 
   const Args& args() const { return args_; }
-  /// Views per image: 1, 10 or 10 * scales.
+  /// Views per image: 1, 2, 10 or 10 * scales.
   int count() const;
   int crop_size() const { return size_; }
   /// The views of an input of the given size, in the documented order.
@@ -46,6 +48,10 @@ class Views {
   std::vector<int> scales_;
   int size_ = 224;
   bool ten_ = false;
+  bool mirror_ = false;  ///< flip: the centre and its mirror
+  /// Views per scale before the mirrored ones (5 for ten crops, 1 otherwise): mirrored view i
+  /// mirrors view i - unmirrored().
+  int unmirrored() const { return ten_ ? 5 : 1; }
 };
 
 /// The geometry shared by scale_crop and the views: the image's shorter side resized to

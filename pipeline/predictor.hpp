@@ -33,15 +33,21 @@
 namespace augflow::model {
 class Net;
 }
+namespace augflow::augment {
+class Pipeline;
+}
 
 namespace augflow::pipeline {
 
 class Loader;
 
+/// The --views value that picks each member's views from its training spec (auto_views).
+inline constexpr const char* kAutoViews = "auto";
+
 /// What eval and predict share: the models and how they see each image.
 struct TestTimeOptions {
   std::vector<std::string> members;  ///< model files (.ckpt, .onnx); several = an ensemble
-  std::string views = "center";      ///< center | tencrop | multiscale | a view spec
+  std::string views = kAutoViews;    ///< auto | center | flip | tencrop | multiscale | a view spec
   std::vector<int> scales;           ///< multiscale short sides; empty: the default rule
   int resize = 0;                    ///< shorter side before cropping; 0: from the training spec
   int crop = 0;                      ///< crop side; 0: the model's input size
@@ -49,6 +55,11 @@ struct TestTimeOptions {
   int batch = 64;                    ///< views per forward pass of the model
   int threads = 2;                   ///< decode and crop threads of each loader
 };
+
+/// The views the training spec makes useful (what --views auto picks): tencrop after scale
+/// augmentation (scale_crop, resized_crop) at crops of 224 and more, the lecture's setting;
+/// flip (the centre and its mirror) when training flipped; center otherwise.
+std::string auto_views(const augment::Pipeline& train, int crop);
 
 /// The view spec (text) a model gets under `options` (the rule in evaluator.hpp), and the
 /// padding applied before the views. Throws ConfigError/ShapeError for a crop that does not fit

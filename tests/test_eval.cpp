@@ -49,6 +49,24 @@ TEST(EvalViews, DefaultsFollowTheTrainingCrop) {
   EXPECT_EQ(views.pad, 0);
 }
 
+TEST(EvalViews, AutoPicksTheViewsTheTrainingMadeUseful) {
+  EvalConfig c;
+  ASSERT_EQ(c.views, kAutoViews) << "auto is the default";
+  // Scale augmentation at 224: the lecture's ten crops.
+  auto views = member_views(checkpoint_with("hflip | scale_crop(256,480,224) | normalize(imagenet)", 224), c);
+  EXPECT_EQ(views.spec, "tencrop(resize=256,size=224) | normalize(preset=imagenet)");
+  // Small images trained with flips: the centre and its mirror, from the padded image.
+  views = member_views(checkpoint_with("pad_crop(4,32) | hflip | normalize(none)", 32), c);
+  EXPECT_EQ(views.spec, "flip(resize=40,size=32) | normalize(preset=none)");
+  EXPECT_EQ(views.pad, 4);
+  // Scale augmentation at a small crop: its corners lose to the centre, so flip (or centre).
+  views = member_views(checkpoint_with("hflip | scale_crop(73,137,64) | normalize(imagenet)", 64), c);
+  EXPECT_EQ(views.spec, "flip(resize=73,size=64) | normalize(preset=imagenet)");
+  // Never flipped in training: mirrors are images it never saw.
+  views = member_views(checkpoint_with("pad_crop(2,28) | normalize(none)", 28), c);
+  EXPECT_EQ(views.spec, "center(resize=32,size=28) | normalize(preset=none)");
+}
+
 TEST(EvalViews, CropThatDoesNotFitTheModelIsAnError) {
   EvalConfig c;
   c.crop = 256;

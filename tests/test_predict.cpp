@@ -240,7 +240,8 @@ TEST_F(PredictTest, JsonHasTheDocumentedKeys) {
     EXPECT_TRUE(report.contains(key)) << key;
   EXPECT_EQ(report["model"], nlohmann::json::array({model_}));
   EXPECT_EQ(report["classes"], nlohmann::json::array({"blue", "red"}));
-  EXPECT_EQ(report["views"], "center(resize=32,size=32) | normalize(preset=none)");
+  // The model was trained with hflip: the default views are the centre and its mirror.
+  EXPECT_EQ(report["views"], "flip(resize=32,size=32) | normalize(preset=none)");
   const auto& p = report["predictions"].at(0);
   EXPECT_EQ(p["path"], a.string());
   ASSERT_EQ(p["top"].size(), 1u);

@@ -106,6 +106,22 @@ TEST(Views, FlippedViewsMirrorTheFirstFive) {
     for (int j = i + 1; j < 5; ++j) EXPECT_FALSE(same_bytes(out[i], out[j])) << i << " vs " << j;
 }
 
+TEST(Views, FlipIsTheCentreAndItsMirror) {
+  const Views flip = views_of("flip(resize=40,size=32)");
+  ASSERT_EQ(flip.count(), 2);
+  const cv::Mat image = test::noise_image(48, 40, 3, 9);
+  const auto out = flip.apply(image);
+  ASSERT_EQ(out.size(), 2u);
+  const auto centre = views_of("center(resize=40,size=32)").apply(image);
+  EXPECT_TRUE(same_bytes(out[0], centre[0]));
+  cv::Mat mirrored;
+  cv::flip(centre[0], mirrored, 1);
+  EXPECT_TRUE(same_bytes(out[1], mirrored));
+  const auto plans = flip.plan({48, 40, 3});
+  EXPECT_FALSE(plans[0].flip);
+  EXPECT_TRUE(plans[1].flip);
+}
+
 TEST(Views, ViewsMatchResizeThenCrop) {
   // The reference is the textbook recipe: resize the whole image so the short side is 256,
   // then cut 224 x 224 at the corners and the centre. The views crop in source coordinates and
