@@ -12,6 +12,7 @@
 #include "model/loss.hpp"
 #include "model/net.hpp"
 #include "model/optim.hpp"
+#include "pipeline/defaults.hpp"
 #include "pipeline/dataset.hpp"
 #include "pipeline/loader.hpp"
 #include "augment/spec.hpp"
@@ -41,7 +42,7 @@ void run_bench_epoch(const BenchTrainOptions& o) {
   const int classes = static_cast<int>(data.class_names.size());
   std::string aug = o.aug;
   if (aug.empty())
-    aug = data.in_memory() ? "pad_crop(2," + std::to_string(data.rows) + ") | hflip | normalize(none)" : kDefaultAugSpec;
+    aug = pipeline::choose_data_defaults(data).aug;  // what augflow train would use
   pipeline::LoaderOptions lo;
   lo.batch_size = o.batch;
   lo.threads = o.threads;
@@ -222,8 +223,7 @@ void add_bench_train_command(CLI::App& bench) {
                   "loader, and report both times and their ratio (JSON: epoch_seconds_predecoded,\n"
                   "epoch_seconds_streamed, streamed_over_predecoded)");
   cmd->add_option("--aug", o->aug,
-                  "augmentation spec for --train (default: pad_crop(2,SIZE) | hflip for IDX data, the\n"
-                  "ResNet-style spec for folders)");
+                  "augmentation spec for --train (default: the one augflow train chooses from the data)");
   cmd->add_option("--json", o->json,
                   "write a JSON report: train_samples_per_second, infer_samples_per_second, gflops, ...");
   cmd->callback([o] { run_bench_train(*o); });

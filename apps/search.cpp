@@ -102,6 +102,7 @@ void add_search_command(CLI::App& app) {
   auto* c = &s->base;
   c->model = "twolayer";
   c->epochs = 5;
+  c->cache_mb = 1024;  // trials share it: a folder is decoded once per search, not per trial and epoch
   auto* cmd = app.add_subcommand(
       "search",
       "Hyperparameter search: train many short runs (trials) with hyperparameters drawn at random (or on a\n"
@@ -158,7 +159,11 @@ void add_search_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--ema", c->ema, "Polyak/EMA decay (0: off), as in train")->capture_default_str();
   cmd->add_option("--seed", c->seed, "search seed: the split, every trial's parameters and seed")->capture_default_str();
-  cmd->add_option("--cache", c->cache_mb, "decoded-image cache of each trial's loader, in MB")->capture_default_str();
+  cmd->add_option("--cache", c->cache_mb,
+                  "decoded-image cache shared by all trials, in MB: each image file is decoded once for the whole\n"
+                  "search while the budget lasts, then kept (not augmented); images beyond it are decoded from\n"
+                  "disk as they come; 0: off (IDX data such as Fashion-MNIST is in memory anyway)")
+      ->capture_default_str();
   cmd->add_option("--out", s->out, "the search folder (results.json, results.csv, scatter.png, stageS/trialNNN/); "
                                    "an existing one of the same search is resumed");
   cmd->add_option("--resume", command->resume,

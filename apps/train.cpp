@@ -84,6 +84,11 @@ void run_train(const TrainCommand& command) {
 void add_train_command(CLI::App& app) {
   auto command = std::make_shared<TrainCommand>();
   auto* c = &command->config;
+  // The recipe a newcomer gets without flags (measured, see the README's fast recipes): one cycle
+  // with warm-up rather than a constant rate, and label smoothing. The library's TrainConfig keeps
+  // the plain defaults; `--schedule constant --label-smoothing 0` is the plain recipe here too.
+  c->schedule = "onecycle";
+  c->label_smoothing = 0.1;
   auto* cmd = app.add_subcommand(
       "train",
       "Train a classifier: the loader streams augmented batches into the model; each epoch is\n"
@@ -99,8 +104,9 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--val-split", c->val_split, "stratified fraction of --train held out for validation")
       ->capture_default_str();
   auto* model_option = cmd->add_option("--model", c->model,
-                                       "model spec: compact tokens (conv32k3p1-bn-relu-pool2-fc10 ...), JSON, or a "
-                                       "preset: twolayer, mlp, cnn-small, resnet-mini; with --init, default: the file's")
+                                       "model spec: compact tokens (conv32k3p1-bn-relu-pool2-fc10 ...), JSON, a preset\n"
+                                       "(twolayer, mlp, cnn-small, resnet-mini, resnet-photo), or auto: chosen from the\n"
+                                       "data (see 'Defaults that follow the data' below); with --init, default: the file's")
                            ->capture_default_str();
   cmd->add_option("--init", c->init,
                   "start from the weights of a trained model instead of random ones (fine-tuning): an augflow\n"
@@ -108,8 +114,8 @@ void add_train_command(CLI::App& app) {
                   "--model the file's network is trained; when the data has another number of classes its fc head\n"
                   "is replaced by a fresh one. Combine with --freeze to train only the head");
   cmd->add_option("--aug", c->aug,
-                  "augmentation spec; default: 'pad_crop(2,SIZE) | hflip' for IDX data, the ResNet-style spec "
-                  "for folders. Validation uses its deterministic counterpart (centre crop, same normalize)");
+                  "augmentation spec; default: chosen from the data (see 'Defaults that follow the data'\n"
+                  "below). Validation uses its deterministic counterpart (centre crop, same normalize)");
   auto* epochs_option = cmd->add_option("--epochs", c->epochs,
                                         "epochs to train; with --budget an upper bound (default then: none)")
                             ->capture_default_str();
@@ -129,7 +135,7 @@ void add_train_command(CLI::App& app) {
       "--budget-epochs", c->budget_epochs,
       "the same in epochs, fractions allowed (e.g. 7.5, which ends mid-epoch, validated and checkpointed):\n"
       "replaces --epochs; progress is counted in steps, so the run is reproducible bit for bit");
-  cmd->add_option("--warmup", c->warmup,
+  auto* warmup_option = cmd->add_option("--warmup", c->warmup,
                   "warm-up: raise the learning rate linearly from about 0 to the schedule's rate over this\n"
                   "fraction of the run (e.g. 0.05 = the first 5% of the epochs or of the budget), then follow the\n"
                   "schedule; works with every schedule but onecycle, which has its own; 0: none")
@@ -142,11 +148,12 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--batch", c->batch, "samples per batch")->capture_default_str();
   cmd->add_option("--optimizer", c->optimizer, "sgd, momentum, nesterov, adam or adamw")->capture_default_str();
   cmd->add_option("--lr", c->lr, "base learning rate")->capture_default_str();
-  cmd->add_option("--schedule", c->schedule,
+  auto* schedule_option = cmd->add_option("--schedule", c->schedule,
                   "learning-rate schedule: constant, step:K:GAMMA, exp:GAMMA, cosine[:FLOOR], cyclic:MAX:PERIOD,\n"
                   "restarts:T0:TMULT[:FLOOR], onecycle[:WARM[:FLOOR]] (one cycle: from --lr/25 up to --lr over\n"
                   "the first WARM of the run, default 0.3, then cosine down to FLOOR, default 0). Laid over the\n"
-                  "epochs, or over the budget with --budget/--budget-epochs")
+                  "epochs, or over the budget with --budget/--budget-epochs. Default onecycle (with --warmup:\n"
+                  "cosine; with --snapshots: cosine cycles); constant is the plain recipe")
       ->capture_default_str();
   cmd->add_option("--reg", c->regularizer,
                   "weight penalty added to the loss: none, l2:LAMBDA (weight decay 2*LAMBDA with SGD), l1:LAMBDA, "
@@ -161,7 +168,7 @@ void add_train_command(CLI::App& app) {
                   "keep Polyak/EMA weights with this decay (e.g. 0.999), validated every epoch too and saved as "
                   "RUNDIR/ema.ckpt; 0: off")
       ->capture_default_str();
-  cmd->add_option("--snapshots", c->snapshots,
+  auto* snapshots_option = cmd->add_option("--snapshots", c->snapshots,
                   "snapshot ensemble: save the weights at the ends of the last K learning-rate cycles as\n"
                   "RUNDIR/snapshot-1.ckpt ... snapshot-K.ckpt (give them all to augflow eval --model).\n"
                   "Without --schedule: K cosine cycles over the run (restarts:EPOCHS/K:1); with\n"
@@ -185,8 +192,29 @@ void add_train_command(CLI::App& app) {
                   "continue the run in RUNDIR from its last.ckpt with its config.json (Ctrl-C stops a run "
                   "cleanly after its current batch, mid-epoch too; the resumed run goes on from the next batch "
                   "and ends with the same weights as an uninterrupted one)");
-  cmd->footer(aug_spec_help());
-  cmd->callback([command, model_option, epochs_option, budget_option, budget_epochs_option] {
+  cmd->footer(
+      "Defaults that follow the data (without --model or --aug): augflow reads the headers of up to 256\n"
+      "training images (nothing is decoded) and takes the median short side m:\n"
+      "  IDX data (Fashion-MNIST), S x S: cnn-small, 'pad_crop(2,S) | hflip | normalize(none)'\n"
+      "  m <= 64 (thumbnails): S = m rounded to a multiple of 4; cnn-small,\n"
+      "     'center_crop(S,S) | pad_crop(P,S) | hflip | normalize(imagenet)' with P = max(2, S/8)\n"
+      "  m >= 256 (photos): resnet-photo, 'hflip | scale_crop(256,480,224) |\n"
+      "     jitter(brightness=0.4,contrast=0.4) | normalize(imagenet)'\n"
+      "  in between: the same at crop C = the multiple of 16 up to 7/8 of m, short side in\n"
+      "     [8C/7, 15C/7]; cnn-small below C = 96, resnet-photo from there\n"
+      "The choice and the reason are printed when the run starts and recorded in RUNDIR/config.json.\n\n" +
+      aug_spec_help());
+  cmd->callback([command, model_option, epochs_option, budget_option, budget_epochs_option, schedule_option,
+                 warmup_option, snapshots_option] {
+    // Without --schedule, options that need another schedule than the default one cycle get it:
+    // --warmup goes with cosine (one cycle has its own warm-up), --snapshots with the cosine
+    // cycles it lays over the run (from the constant schedule, see --snapshots).
+    if (schedule_option->count() == 0) {
+      if (snapshots_option->count() > 0 && command->config.snapshots > 0)
+        command->config.schedule = "constant";
+      else if (warmup_option->count() > 0 && command->config.warmup > 0)
+        command->config.schedule = "cosine";
+    }
     // --init without --model trains the file's own network.
     if (!command->config.init.empty() && model_option->count() == 0) command->config.model.clear();
     // --budget alone: the clock ends the run, no epoch bound.

@@ -22,6 +22,9 @@
 //   resnet-mini  conv16k3p1-bn-relu-res16-res32s2-res64s2-gap-fcC-sd0.8
 //                (a small ResNet, He et al. 2016, with stochastic depth, Huang et al. 2016:
 //                the last block survives with probability 0.8)
+//   resnet-photo conv16k3s2p1-bn-relu-pool3s2p1-res16-res32s2-res64s2-gap-fcC-sd0.8
+//                (resnet-mini behind an ImageNet-style stem that divides the side by 4: the
+//                default for photos, where a stride-1 first block at 224x224 would cost 16x more)
 //
 // Errors are SpecError: in the compact form the token and its 0-based character position (the
 // message shows the spec with a caret under the token and lists the accepted forms, as the
@@ -49,7 +52,7 @@ constexpr double kDefaultSlope = 0.01;
 constexpr std::string_view kAcceptedForms =
     "convNkK[sS][pP], fcN, bn, relu, lrelu[A], tanh, poolK[sS][pP], avgpoolK, gap, flatten, dropP, dcP, "
     "resN[sS][b0], sdP (tokens joined by '-', e.g. conv32k3p1-bn-relu-pool2-fc10); presets: "
-    "twolayer, mlp, cnn-small, resnet-mini; or JSON {\"version\":1,\"layers\":[...]}";
+    "twolayer, mlp, cnn-small, resnet-mini, resnet-photo; or JSON {\"version\":1,\"layers\":[...]}";
 
 /// How a kind is written in the compact form.
 enum class Syntax {
@@ -105,6 +108,7 @@ constexpr Preset kPresets[] = {
     {"mlp", "fc512-relu-drop0.2-fc256-relu-fc", ""},
     {"cnn-small", "conv32k3p1-bn-relu-pool2-conv64k3p1-bn-relu-pool2-fc128-relu-fc", ""},
     {"resnet-mini", "conv16k3p1-bn-relu-res16-res32s2-res64s2-gap-fc", "-sd0.8"},
+    {"resnet-photo", "conv16k3s2p1-bn-relu-pool3s2p1-res16-res32s2-res64s2-gap-fc", "-sd0.8"},
 };
 
 /// Shortest text that reads back as exactly `x`, never in exponent form (an exponent's '-'

@@ -338,13 +338,18 @@ class EpochRun {
     try {
       if (data.in_memory()) {
         out.image = ctx_.pipeline->prepare(data.image(work.sample), key);
-      } else if (ctx_.cache) {
+      } else if (ctx_.cache || ctx_.options->shared_cache) {
         // Cached sets always take the reference path (whole image, then transforms), so a
         // sample's bytes do not depend on whether it was cached.
-        cv::Mat image = ctx_.cache->get(work.sample);
+        ImageCache* shared = ctx_.options->shared_cache.get();
+        const auto& path = data.paths[work.sample];
+        cv::Mat image = shared ? shared->get(path, data.channels) : ctx_.cache->get(work.sample);
         if (image.empty()) {
-          image = augment::decode_file(data.paths[work.sample], {data.channels, {}, 1, ctx_.options->max_pixels}).image;
-          ctx_.cache->offer(work.sample, image);
+          image = augment::decode_file(path, {data.channels, {}, 1, ctx_.options->max_pixels}).image;
+          if (shared)
+            shared->offer(path, data.channels, image);
+          else
+            ctx_.cache->offer(work.sample, image);
         }
         out.image = ctx_.pipeline->prepare(image, key);
       } else {
@@ -609,7 +614,7 @@ Loader::Loader(Dataset data, std::shared_ptr<const augment::Pipeline> pipeline, 
     throw DataError(data_.name, "the data set is empty: no images to stream");
   shape_ = output_shape(data_, *pipeline_, options_);
   bad_ = std::make_unique<BadFiles>(data_.size(), std::move(warn));
-  if (options_.cache_mb > 0 && !data_.in_memory())
+  if (options_.cache_mb > 0 && !options_.shared_cache && !data_.in_memory())
     cache_ = std::make_unique<DecodedCache>(data_.size(), options_.cache_mb << 20);
   // The flow graph provides the parallelism; OpenCV's own thread pool would oversubscribe
   // the cores (PITFALLS.md). setNumThreads is process-wide and not thread-safe (with OpenCV's

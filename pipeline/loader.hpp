@@ -39,6 +39,7 @@
 
 #include "augment/pipeline.hpp"
 #include "pipeline/dataset.hpp"
+#include "pipeline/image_cache.hpp"
 #include "pipeline/report.hpp"
 #include "pipeline/sampler.hpp"
 
@@ -55,6 +56,9 @@ struct LoaderOptions {
   std::int64_t max_pixels = augment::kDefaultMaxPixels;
   bool strict = false;       ///< the first unusable sample is an error, not a skip
   std::size_t cache_mb = 0;  ///< keep decoded (not augmented) images up to this size; 0 = off
+  /// A decoded-image cache shared with other loaders (a search's trials); replaces cache_mb's
+  /// own cache. Same bytes as cache_mb's: whole images, then the transforms.
+  std::shared_ptr<ImageCache> shared_cache;
   /// Start streaming epoch e+1 as soon as every sample of epoch e is processed (its order is
   /// fixed then), so the pipeline does not drain at epoch boundaries. Wasted work only if the
   /// caller then asks for an epoch other than e+1.

@@ -372,8 +372,9 @@ SearchConfig search_config_from_json(const nlohmann::json& settings) {
 }
 
 
-SearchResult search(const SearchConfig& config, const std::function<void(const std::string&)>& log,
+SearchResult search(const SearchConfig& requested, const std::function<void(const std::string&)>& log,
                     const std::atomic<bool>* stop) {
+  SearchConfig config = requested;
   if (config.out.empty()) throw ConfigError("--out DIR is required");
   if (config.base.train.empty()) throw ConfigError("--train SRC is required");
   if (config.trials < 1) throw ConfigError("--trials must be at least 1, got " + std::to_string(config.trials));
@@ -401,6 +402,10 @@ SearchResult search(const SearchConfig& config, const std::function<void(const s
     Dataset data = open_dataset(source);
     if (data.in_memory()) shared_data.push_back(std::move(data));
   }
+  // Image folders: one decoded-image cache for all trials, so that each file is decoded once for
+  // the whole search (while the --cache budget lasts) rather than once per trial and epoch.
+  if (config.base.cache_mb > 0 && shared_data.size() < (config.base.val.empty() ? 1u : 2u))
+    config.base.shared_cache = std::make_shared<ImageCache>(config.base.cache_mb << 20);
   fs::create_directories(config.out);
   if (config.parallel > config.base.threads)
     log("warning: --parallel " + std::to_string(config.parallel) + " is more than --threads " +
@@ -458,6 +463,13 @@ SearchResult search(const SearchConfig& config, const std::function<void(const s
     std::snprintf(line, sizeof line, "stage %d: best val_acc %.6f (trial %d: ", stage, best->val_accuracy, best->index);
     log(line + describe(space, best->params) + ")");
     for (const auto& w : current.warnings) log("warning: stage " + std::to_string(stage) + ": " + w);
+  }
+  if (const auto& cache = config.base.shared_cache) {
+    char line[160];
+    std::snprintf(line, sizeof line,
+                  "decoded-image cache: %zu images decoded, %zu reads served from memory (%.1f of %zu MB held)",
+                  cache->misses(), cache->hits(), cache->bytes() / 1048576.0, cache->budget() >> 20);
+    log(line);
   }
   write_results(config, result);
   return result;

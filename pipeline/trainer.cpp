@@ -21,6 +21,7 @@
 #include "model/optim.hpp"
 #include "model/parallel.hpp"
 #include "model/regularizer.hpp"
+#include "pipeline/defaults.hpp"
 #include "pipeline/loader.hpp"
 #include "pipeline/model_io.hpp"
 #include "pipeline/plot.hpp"
@@ -429,10 +430,18 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
   }
   const int classes = static_cast<int>(train_data.class_names.size());
 
-  std::string aug = c.aug;
-  if (aug.empty())
-    aug = train_data.in_memory() ? "pad_crop(2," + std::to_string(train_data.rows) + ") | hflip | normalize(none)"
-                                 : "hflip | scale_crop(256,480,224) | jitter(brightness=0.4,contrast=0.4) | normalize(imagenet)";
+  // Defaults that follow the data (pipeline/defaults.hpp): only for what was not given.
+  // With --init, "auto" means the file's own network (an empty model_text).
+  const bool auto_model = c.model == kAutoModel && c.init.empty(), auto_aug = c.aug.empty();
+  std::string aug = c.aug, model_text = c.model == kAutoModel && !c.init.empty() ? std::string() : c.model;
+  if (auto_model || auto_aug) {
+    const DataDefaults defaults = choose_data_defaults(train_data);
+    if (auto_aug) aug = defaults.aug;
+    if (auto_model) model_text = defaults.model;
+    log(defaults.why + ": " + (auto_model ? "model " + model_text : std::string()) +
+        (auto_model && auto_aug ? ", " : "") + (auto_aug ? "augmentation '" + aug + "'" : "") +
+        " (give --model/--aug to choose yourself)");
+  }
   auto train_pipeline = std::make_shared<const augment::Pipeline>(augment::parse_pipeline_any(aug));
   auto val_pipeline = std::make_shared<const augment::Pipeline>(augment::parse_pipeline(validation_spec(*train_pipeline)));
 
@@ -442,6 +451,7 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
   train_options.inline_loading = c.inline_loading;
   train_options.seed = c.seed;
   train_options.cache_mb = c.cache_mb;
+  train_options.shared_cache = c.shared_cache;
   train_options.last_epoch = c.budget_epochs > 0 ? static_cast<std::uint64_t>(std::ceil(c.budget_epochs)) - 1
                              : open_ended     ? ~0ull
                                               : static_cast<std::uint64_t>(c.epochs - 1);
@@ -461,14 +471,14 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
       throw DataError(c.init, "the model takes " + std::to_string(init->input.c) + "-channel images but " + c.train +
                                   " decodes to " + std::to_string(shape.channels) + " channel(s)");
   }
-  if (c.model.empty() && !init)
+  if (model_text.empty() && !init)
     throw ConfigError("--model is empty: give a model spec or preset, or --init FILE to take the file's model");
-  const model::ModelSpec model_spec = c.model.empty() ? fine_tuning_spec(*init, c.init, classes, fresh_head)
-                                                      : model::parse_model_spec(c.model, classes);
+  const model::ModelSpec model_spec = model_text.empty() ? fine_tuning_spec(*init, c.init, classes, fresh_head)
+                                                         : model::parse_model_spec(model_text, classes);
   model::Net net(model_spec, {0, shape.channels, shape.height, shape.width}, classes);
   net.initialize(c.seed);
   if (init) {
-    if (!c.model.empty()) fresh_head = init->classes != classes;
+    if (!model_text.empty()) fresh_head = init->classes != classes;
     load_initial_weights(net, *init, c.init, !fresh_head);
     log("--init " + c.init + ": weights of " + init->model_spec +
         (fresh_head ? "; its " + std::to_string(init->classes) + "-class head is replaced by a fresh fc" +

@@ -21,6 +21,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -28,8 +29,12 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "model/optim.hpp"
+#include "pipeline/image_cache.hpp"
 
 namespace augflow::pipeline {
+
+/// The --model value that asks for the model the data call for (pipeline/defaults.hpp).
+inline constexpr const char* kAutoModel = "auto";
 
 struct TrainConfig {
   std::string train;            ///< data source (folder, list file, fashion-mnist)
@@ -38,8 +43,10 @@ struct TrainConfig {
   /// Seed of that split; unset: `seed`. A search sets it so that all its trials, each with its
   /// own seed, are validated on the same samples.
   std::optional<std::uint64_t> split_seed;
-  std::string model = "cnn-small";  ///< empty with `init`: the init file's spec
-  std::string aug;              ///< empty: pad_crop+hflip for small (IDX) images, ResNet-style otherwise
+  /// Model spec or preset; kAutoModel: chosen from the data (pipeline/defaults.hpp), or with
+  /// `init` the init file's spec (as is an empty one).
+  std::string model = kAutoModel;
+  std::string aug;              ///< empty: chosen from the data (pipeline/defaults.hpp)
   /// Epochs to train. With budget_minutes: an upper bound (0: none), and the length that the
   /// epoch counts of a schedule (step, exp, cyclic, restarts) refer to. Unused with budget_epochs.
   int epochs = 10;
@@ -67,6 +74,9 @@ struct TrainConfig {
   /// by augflow search for trials that have one core each. Speed only, so not saved.
   bool inline_loading = false;
   std::size_t cache_mb = 0;
+  /// A decoded-image cache shared with other runs (augflow search's trials); replaces the run's
+  /// own cache_mb cache. Speed only (a search records its cache_mb), so not saved.
+  std::shared_ptr<ImageCache> shared_cache;
   double ema = 0.0;                  ///< Polyak/EMA decay of a shadow copy of the weights; 0 = off
   int snapshots = 0;                 ///< snapshot ensemble: save the weights at the last K cycle ends
   /// Fine-tuning: start from the weights of this model file (.ckpt or .onnx, e.g. a network

@@ -195,7 +195,7 @@ TEST(Hostile, EveryCommandSkipsExactlyTheUnusableFilesAndKeepsTheLabels) {
   const auto bench = test::run_augflow({"bench", "loader", "--data", data, "--aug", aug, "--batch", "4", "--threads", "2",
                                         "--epochs", "1", "--json", (dir.path() / "bench.json").string()},
                                        log);
-  ASSERT_TRUE(bench.exited && bench.status == 0) << test::read_text(log);
+  ASSERT_TRUE(bench.exited && bench.status == 0) << "signal " << bench.signal << " status " << bench.status << " " << test::read_text(log);
   const auto b = read_json(dir.path() / "bench.json");
   EXPECT_EQ(b["skipped_files"], h.skipped) << b.dump();
   EXPECT_EQ(b["dataset_images"], h.usable) << b.dump();

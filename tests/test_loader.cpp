@@ -1125,6 +1125,63 @@ TEST(Loader, NextNeverBlocksForeverWhileTheConsumerHoldsEveryToken) {
 // ---------------------------------------------------------------------------------------------
 // The decoded-image cache
 
+TEST(Loader, SharedImageCacheServesSeveralLoadersWithinItsBudget) {
+  TempDir dir;
+  const Dataset data = noise_folder(dir, 24, 3, 150, 220);
+  std::size_t total_bytes = 0;
+  for (const auto& path : data.paths) {
+    const cv::Mat image = augment::decode_file(path).image;
+    total_bytes += image.total() * image.elemSize();
+  }
+  const auto pipeline = spec(kTrainSpec);
+  LoaderOptions own_o = options(8, 2, 2, 31);
+  own_o.cache_mb = 100;
+  own_o.prefetch_next_epoch = false;  // epoch 1 read ahead would count as hits
+  LoaderOptions shared_o = own_o;
+  shared_o.shared_cache = std::make_shared<ImageCache>(std::size_t{100} << 20);
+  Loader own(data, pipeline, own_o);
+  Loader first(data, pipeline, shared_o);  // two trials of a search, say
+  Loader second(data, pipeline, shared_o);
+  const EpochRecord reference = stream(own, 0);
+  // The same bytes as a loader's own cache (both take the whole-image path).
+  EXPECT_TRUE(same_batches(stream(first, 0), reference));
+  EXPECT_EQ(shared_o.shared_cache->bytes(), total_bytes);
+  EXPECT_EQ(shared_o.shared_cache->misses(), 24u);
+  // The second loader decodes nothing: every image comes from the first one's decode.
+  EXPECT_TRUE(same_batches(stream(second, 0), reference));
+  EXPECT_EQ(shared_o.shared_cache->misses(), 24u);
+  EXPECT_EQ(shared_o.shared_cache->hits(), 24u);
+  EXPECT_EQ(own.cache_bytes(), total_bytes);
+  EXPECT_EQ(first.cache_bytes(), 0u) << "a shared cache replaces the loader's own";
+
+  // A budget smaller than the data: bounded, and the bytes still the same.
+  LoaderOptions tight_o = own_o;
+  tight_o.shared_cache = std::make_shared<ImageCache>(std::size_t{1} << 20);
+  Loader tight(data, pipeline, tight_o);
+  EXPECT_TRUE(same_batches(stream(tight, 0), reference));
+  EXPECT_GT(tight_o.shared_cache->bytes(), 0u);
+  EXPECT_LE(tight_o.shared_cache->bytes(), std::size_t{1} << 20);
+}
+
+TEST(ImageCache, KeysByPathAndChannelsAndKeepsTheFirstWithinBudget) {
+  ImageCache cache(1000);
+  const cv::Mat grey(10, 10, CV_8UC1, cv::Scalar(7)), colour(10, 10, CV_8UC3, cv::Scalar(1, 2, 3));
+  EXPECT_TRUE(cache.get("a.png", 1).empty());
+  cache.offer("a.png", 1, grey);
+  cache.offer("a.png", 3, colour);
+  EXPECT_EQ(cache.bytes(), 400u);
+  EXPECT_EQ(cache.get("a.png", 1).channels(), 1);
+  EXPECT_EQ(cache.get("a.png", 3).channels(), 3);
+  cache.offer("a.png", 1, colour);  // already there: kept as first offered, not counted twice
+  EXPECT_EQ(cache.get("a.png", 1).channels(), 1);
+  EXPECT_EQ(cache.bytes(), 400u);
+  cache.offer("b.png", 3, cv::Mat(20, 20, CV_8UC3));  // 1200 bytes: over the budget, not kept
+  EXPECT_TRUE(cache.get("b.png", 3).empty());
+  EXPECT_EQ(cache.bytes(), 400u);
+  EXPECT_EQ(cache.hits(), 3u);
+  EXPECT_EQ(cache.misses(), 2u);
+}
+
 TEST(Loader, DecodedImageCacheFillsAndDoesNotChangeTheBytes) {
   TempDir dir;
   const Dataset data = noise_folder(dir, 24, 3, 150, 220);

@@ -347,6 +347,33 @@ TEST(Search, ParallelTrialsGiveTheSameResults) {
     EXPECT_EQ(0, std::memcmp(tensor.data(), b.params.at(name).data(), tensor.size() * sizeof(float))) << name;
 }
 
+// The trials of a search over an image folder share one decoded-image cache: same results as
+// trials that decode every file themselves (PNG: the whole-image path gives the same bytes).
+TEST(Search, SharedImageCacheGivesTheSameResults) {
+  test::TempDir dir;
+  test::write_colour_folder(dir, 8);
+  SearchConfig s = tiny_search(dir, "uncached");
+  s.base.cache_mb = 0;
+  search(s, [](const std::string&) {});
+  s = tiny_search(dir, "cached");
+  s.base.cache_mb = 16;
+  s.parallel = 1;  // one trial at a time: no two trials decode the same file at once, so the counts are exact
+  std::string cache_line;
+  search(s, [&](const std::string& line) {
+    if (line.rfind("decoded-image cache:", 0) == 0) cache_line = line;
+  });
+  // 16 images (12 train + 4 val), each decoded once for 4 trials: the other reads hit memory.
+  EXPECT_EQ(cache_line.rfind("decoded-image cache: 16 images decoded, 48 reads served", 0), 0u) << cache_line;
+  EXPECT_EQ(by_trial(read_json(dir.path() / "uncached" / "results.json")),
+            by_trial(read_json(dir.path() / "cached" / "results.json")));
+  s = tiny_search(dir, "cached_parallel");
+  s.base.cache_mb = 16;
+  s.parallel = 2;
+  search(s, [](const std::string&) {});
+  EXPECT_EQ(by_trial(read_json(dir.path() / "uncached" / "results.json")),
+            by_trial(read_json(dir.path() / "cached_parallel" / "results.json")));
+}
+
 TEST(Search, ResumeSkipsFinishedTrials) {
   test::TempDir dir;
   test::write_colour_folder(dir, 8);
