@@ -4,8 +4,10 @@
 #   2. every installed header compiles on its own with its library's target (tests/install);
 #   3. examples/ configure and build against the installed package only, and run: batches
 #      streamed from a generated image folder, and one image classified by a model that the
-#      installed augflow trained; the loader-only example links no ONNX or protobuf.
-# A broken install or example fails the script.
+#      installed augflow trained; the loader-only example links no ONNX or protobuf;
+#   4. cpack -G DEB: the two packages hold the expected files, declare their dependencies, and
+#      augflow --version, the man page and the completion work from a `dpkg -x` root.
+# A broken install, package or example fails the script.
 # Usage: scripts/check_install.sh [BUILD_DIR]   (default build; AUGFLOW_JOBS sets -j)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -18,9 +20,10 @@ fail() { echo "check_install: $*" >&2; exit 1; }
 step() { echo "--- $* ($(date +%H:%M:%S))"; }
 
 step "install into a temporary prefix"
-cmake --build "$build" -j"$jobs" --target augflow augflow_make_images >/dev/null
+cmake --build "$build" -j"$jobs" --target augflow augflow_cli_docs augflow_make_images >/dev/null
 cmake --install "$build" --prefix "$prefix" >/dev/null
-for f in bin/augflow include/augflow/version.hpp include/augflow/augment/spec.hpp include/augflow/pipeline/loader.hpp \
+for f in bin/augflow share/man/man1/augflow.1.gz share/bash-completion/completions/augflow \
+         include/augflow/version.hpp include/augflow/augment/spec.hpp include/augflow/pipeline/loader.hpp \
          include/augflow/model/net.hpp include/augflow/pipeline/predictor.hpp \
          lib/cmake/augflow/augflowConfig.cmake lib/cmake/augflow/augflowConfigVersion.cmake \
          lib/cmake/augflow/augflowTargets.cmake share/doc/augflow/README.md; do
@@ -56,4 +59,36 @@ image="$(find "$work/images" -name '*.jpg' | sort | head -n1)"
 "$work/examples/classify" "$work/run/best.ckpt" "$image" 2 >"$work/classify.log" || { cat "$work/classify.log" >&2; fail "classify"; }
 [[ $(grep -cE '^[0-9a-z_]+ +[01]\.[0-9]{4}$' "$work/classify.log") -eq 2 ]] || fail "classify: $(cat "$work/classify.log")"
 
-echo "check_install: install, headers and examples are good"
+step "Debian packages (cpack -G DEB)"
+(cd "$build" && cpack -G DEB -B "$work/deb" >/dev/null)
+version="$("$prefix/bin/augflow" --version | awk '{print $NF}')"
+deb_cli="$(ls "$work"/deb/augflow_"$version"_*.deb)" || fail "no augflow .deb"
+deb_dev="$(ls "$work"/deb/libaugflow-dev_"$version"_*.deb)" || fail "no libaugflow-dev .deb"
+dpkg-deb -c "$deb_cli" | awk '{print $NF}' >"$work/cli.files"
+dpkg-deb -c "$deb_dev" | awk '{print $NF}' >"$work/dev.files"
+for f in ./usr/bin/augflow ./usr/share/man/man1/augflow.1.gz ./usr/share/bash-completion/completions/augflow \
+         ./usr/share/doc/augflow/README.md; do
+  grep -qxF "$f" "$work/cli.files" || fail "$(basename "$deb_cli") lacks $f"
+done
+for f in ./usr/lib/libaugflow_augment.a ./usr/lib/libaugflow_pipeline.a ./usr/include/augflow/augment/spec.hpp \
+         ./usr/lib/cmake/augflow/augflowConfig.cmake; do
+  grep -qxF "$f" "$work/dev.files" || fail "$(basename "$deb_dev") lacks $f"
+done
+! grep -q '\.a$\|/include/' "$work/cli.files" || fail "$(basename "$deb_cli") holds libraries or headers"
+! grep -q '/bin/' "$work/dev.files" || fail "$(basename "$deb_dev") holds programs"
+depends="$(dpkg-deb -f "$deb_cli" Depends)"
+for d in libopencv-core libtbb libstdc++6; do
+  grep -q "$d" <<<"$depends" || fail "$(basename "$deb_cli") Depends lacks $d: $depends"
+done
+grep -q 'libopencv-core-dev' <<<"$(dpkg-deb -f "$deb_dev" Depends)" || fail "libaugflow-dev Depends lacks libopencv-core-dev"
+dpkg -x "$deb_cli" "$work/root"
+"$work/root/usr/bin/augflow" --version | grep -qxF "augflow $version" || fail "augflow --version from the package"
+if command -v man >/dev/null; then
+  MANWIDTH=100 man -l "$work/root/usr/share/man/man1/augflow.1.gz" 2>/dev/null | grep -q 'augflow train' ||
+    fail "the packaged man page does not render"
+else
+  zcat "$work/root/usr/share/man/man1/augflow.1.gz" | grep -q '^\.SS "augflow train"' || fail "the packaged man page"
+fi
+bash -c "source '$work/root/usr/share/bash-completion/completions/augflow'; complete -p augflow" >/dev/null ||
+  fail "the packaged completion does not load"
+echo "check_install: install, headers, examples and packages are good"
