@@ -9,7 +9,7 @@
 
 int main(int argc, char** argv) {
   augflow::apps::CommandLine app{
-      "augflow: image augmentation and training pipeline for CPU machines.\n"
+      "augflow: train, evaluate and run image classifiers on CPU machines, with augmentation.\n"
       "Subcommands: train (train a classifier), eval (test a model on labelled data), predict (label new\n"
       "images), export (write a model as ONNX), search (hyperparameter search), preview (see what training\n"
       "sees), bench (measure speed)."};
