@@ -36,7 +36,7 @@ done
 for f in common/tsan.hpp common/atomic_file.hpp model/grad_check.hpp model/parallel.hpp pipeline/plot.hpp; do
   [[ ! -e "$prefix/include/augflow/$f" ]] || fail "the internal header $f was installed"
 done
-"$prefix/bin/augflow" --version | grep -q '^augflow [0-9]' || fail "installed augflow --version"
+"$prefix/bin/augflow" --version | grep '^augflow [0-9]' >/dev/null || fail "installed augflow --version"
 
 step "every installed header compiles on its own"
 cmake -S "$root/tests/install" -B "$work/header-check" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
@@ -46,7 +46,7 @@ cmake --build "$work/header-check" -j"$jobs" >/dev/null || {
 step "examples/ against the installed package"
 cmake -S "$root/examples" -B "$work/examples" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$work/examples" -j"$jobs" >/dev/null
-if ldd "$work/examples/stream_batches" | grep -qE 'onnx|protobuf'; then
+if ldd "$work/examples/stream_batches" | grep -E 'onnx|protobuf' >/dev/null; then
   fail "stream_batches (augflow::loader) links ONNX or protobuf: $(ldd "$work/examples/stream_batches" | grep -E 'onnx|protobuf')"
 fi
 "$build/augflow_make_images" --out "$work/images" --count 24 --classes 2 --width 40 --height 40 >/dev/null
@@ -82,12 +82,12 @@ for d in libopencv-core libtbb libstdc++6; do
 done
 grep -q 'libopencv-core-dev' <<<"$(dpkg-deb -f "$deb_dev" Depends)" || fail "libaugflow-dev Depends lacks libopencv-core-dev"
 dpkg -x "$deb_cli" "$work/root"
-"$work/root/usr/bin/augflow" --version | grep -qxF "augflow $version" || fail "augflow --version from the package"
+"$work/root/usr/bin/augflow" --version | grep -xF "augflow $version" >/dev/null || fail "augflow --version from the package"
 if command -v man >/dev/null; then
-  MANWIDTH=100 man -l "$work/root/usr/share/man/man1/augflow.1.gz" 2>/dev/null | grep -q 'augflow train' ||
+  MANWIDTH=100 man -l "$work/root/usr/share/man/man1/augflow.1.gz" 2>/dev/null | grep 'augflow train' >/dev/null ||
     fail "the packaged man page does not render"
 else
-  zcat "$work/root/usr/share/man/man1/augflow.1.gz" | grep -q '^\.SS "augflow train"' || fail "the packaged man page"
+  zcat "$work/root/usr/share/man/man1/augflow.1.gz" | grep '^\.SS "augflow train"' >/dev/null || fail "the packaged man page"
 fi
 bash -c "source '$work/root/usr/share/bash-completion/completions/augflow'; complete -p augflow" >/dev/null ||
   fail "the packaged completion does not load"
