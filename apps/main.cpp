@@ -3,12 +3,13 @@
 #include <exception>
 #include <iostream>
 
+#include "apps/check_args.hpp"
 #include "apps/commands.hpp"
 #include "common/error.hpp"
 
 int main(int argc, char** argv) {
-  CLI::App app{
-      "augflow: image augmentation and training pipeline for CPU machines.\n"
+  augflow::apps::CommandLine app{
+      "augflow: train, evaluate and run image classifiers on CPU machines, with augmentation.\n"
       "Subcommands: train (train a classifier), eval (test a model on labelled data), predict (label new\n"
       "images), export (write a model as ONNX), search (hyperparameter search), preview (see what training\n"
       "sees), bench (measure speed)."};
@@ -21,8 +22,12 @@ int main(int argc, char** argv) {
   augflow::apps::add_search_command(app);
   augflow::apps::add_preview_command(app);
   augflow::apps::add_bench_command(app);
+  app.take_check_args_flag(argc, argv);  // hidden: parse only (docs test)
   try {
     app.parse(argc, argv);
+  } catch (const augflow::apps::ArgsChecked&) {
+    std::cout << "ok\n";
+    return 0;
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {

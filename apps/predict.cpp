@@ -103,7 +103,7 @@ class CsvWriter {
   int top_ = 0;
 };
 
-/// JSON: the object of the README, its "predictions" array written one element at a time; the
+/// JSON: the object of docs/predict.md, its "predictions" array written one element at a time; the
 /// counts that are known only at the end ("labelled", "skipped") come after the array.
 class JsonWriter {
  public:

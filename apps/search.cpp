@@ -52,7 +52,7 @@ const char* kFooter =
     "curves.png, train.log; best.ckpt and last.ckpt only for the --keep best trials).\n"
     "Ctrl-C stops; running the same command again (or --resume DIR) skips the finished trials.\n"
     "\n"
-    "Example (the lecture's coarse-to-fine search of the two-layer net; README: 86.4% after stage 1,\n"
+    "Example (the lecture's coarse-to-fine search of the two-layer net; docs/search.md: 86.4% after stage 1,\n"
     "88.0% after stage 2 on the held-out tenth of Fashion-MNIST's training set):\n"
     "  augflow search --train fashion-mnist --val-split 0.1 --model twolayer --aug 'normalize(none)' \\\n"
     "      --space 'lr=log(1e-6,1e-1) reg=log(1e-5,1e5)' --trials 100 --epochs 5 --stages 2 \\\n"

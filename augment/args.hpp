@@ -3,13 +3,15 @@
 // Each registered transform declares its parameters (name, kind, default, help) once; the
 // parser, the printer, the JSON form and --help all read that declaration, so a parameter
 // cannot be parsed but not printed, or documented but not accepted.
+//
+// API: public, part of augflow::augment; installed as <augflow/augment/args.hpp>.
 #pragma once
 
 #include <map>
 #include <string>
 #include <vector>
 
-#include "common/format.hpp"
+#include "augflow/common/format.hpp"
 
 namespace augflow::augment {
 

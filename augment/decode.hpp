@@ -16,6 +16,8 @@
 //   jpeg_skip_scanlines), and `scale_denom` 2, 4 or 8 uses the scaled IDCT when the crop will be
 //   shrunk by at least that much anyway. Other formats decode whole through OpenCV and are then
 //   cut to the region and reduced, so callers see the same contract for every format.
+//
+// API: public, part of augflow::augment; installed as <augflow/augment/decode.hpp>.
 #pragma once
 
 #include <cstdint>

@@ -1,6 +1,8 @@
 // The last step of every pipeline: 8-bit HWC (BGR) -> float32 CHW (RGB planes), computing
 // (x / 255 - mean[c]) / std[c] through a 256-entry table per channel, fused with the layout
 // change so the pixels are read once.
+//
+// API: public, part of augflow::augment; installed as <augflow/augment/normalize.hpp>.
 #pragma once
 
 #include <array>
@@ -8,7 +10,7 @@
 
 #include <opencv2/core.hpp>
 
-#include "augment/args.hpp"
+#include "augflow/augment/args.hpp"
 
 namespace augflow::augment {
 

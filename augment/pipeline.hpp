@@ -6,6 +6,8 @@
 //
 // Transform i of sample (seed, epoch, index) draws from Rng({seed, epoch, index}, i): results
 // are bit-identical whatever thread runs them and in whatever order.
+//
+// API: public, part of augflow::augment; installed as <augflow/augment/pipeline.hpp>.
 #pragma once
 
 #include <cstdint>
@@ -16,10 +18,10 @@
 #include <nlohmann/json_fwd.hpp>
 #include <opencv2/core.hpp>
 
-#include "augment/decode.hpp"
-#include "augment/normalize.hpp"
-#include "augment/transform.hpp"
-#include "augment/views.hpp"
+#include "augflow/augment/decode.hpp"
+#include "augflow/augment/normalize.hpp"
+#include "augflow/augment/transform.hpp"
+#include "augflow/augment/views.hpp"
 
 namespace augflow::augment {
 

@@ -1,6 +1,8 @@
 // The explicit list of every spec step by name (no static self-registration: static builds
 // lose such entries, as Caffe learned). Parser, printer, JSON form, --help and the generic tests
 // all walk this list.
+//
+// API: public, part of augflow::augment; installed as <augflow/augment/registry.hpp>.
 #pragma once
 
 #include <functional>
@@ -9,8 +11,8 @@
 #include <string_view>
 #include <vector>
 
-#include "augment/args.hpp"
-#include "augment/transform.hpp"
+#include "augflow/augment/args.hpp"
+#include "augflow/augment/transform.hpp"
 
 namespace augflow::augment {
 

@@ -9,6 +9,8 @@
 // normalize, if present, is the last step. print(parse(x)) is canonical and parses back to an
 // equal pipeline; the JSON form ({"version":1,"steps":[...]}) is equivalent.
 // Errors are SpecError naming the token, its position and the accepted forms.
+//
+// API: public, part of augflow::augment; installed as <augflow/augment/spec.hpp>.
 #pragma once
 
 #include <string>
@@ -16,7 +18,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
-#include "augment/pipeline.hpp"
+#include "augflow/augment/pipeline.hpp"
 
 namespace augflow::augment {
 

@@ -6,6 +6,8 @@
 //   t.apply(image, p);                // pure pixel work, replayable from p alone
 // Images stay 8-bit HWC (1 or 3 channels, BGR) through every transform; conversion to float
 // CHW happens once, in Normalize (normalize.hpp).
+//
+// API: public, part of augflow::augment; installed as <augflow/augment/transform.hpp>.
 #pragma once
 
 #include <array>
@@ -19,8 +21,8 @@
 #include <nlohmann/json_fwd.hpp>
 #include <opencv2/core.hpp>
 
-#include "augment/args.hpp"
-#include "common/rng.hpp"
+#include "augflow/augment/args.hpp"
+#include "augflow/common/rng.hpp"
 
 namespace augflow::augment {
 

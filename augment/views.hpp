@@ -13,14 +13,16 @@
 // Each crop is computed in source coordinates and only that region is resized (one cv::resize
 // per view), so a 4000x6 image never becomes a 320000x480 one. Images smaller than the crop
 // are resized up (their shorter side becomes `resize`), never padded.
+//
+// API: public, part of augflow::augment; installed as <augflow/augment/views.hpp>.
 #pragma once
 
 #include <vector>
 
 #include <opencv2/core.hpp>
 
-#include "augment/args.hpp"
-#include "augment/transform.hpp"
+#include "augflow/augment/args.hpp"
+#include "augflow/augment/transform.hpp"
 
 namespace augflow::augment {
 

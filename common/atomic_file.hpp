@@ -1,4 +1,6 @@
 // Whole-file writes that a reader or a crash sees as the old file or the new one, never a part.
+//
+// API: internal to augflow::common; not installed.
 #pragma once
 
 #include <string>

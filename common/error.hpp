@@ -1,6 +1,8 @@
 // The error types every part of augflow throws. The one header shared by augment/, pipeline/
 // and model/ (it holds no logic), so that apps/main.cpp can map any error to an exit code.
 // The library never calls exit() or abort(): it throws one of these.
+//
+// API: public, part of augflow::common; installed as <augflow/common/error.hpp>.
 #pragma once
 
 #include <stdexcept>

@@ -1,4 +1,7 @@
 // Number formatting shared by the spec printers of augment/ and model/.
+//
+// API: internal. Installed as <augflow/common/format.hpp> only because <augflow/augment/args.hpp>
+// includes it; not for use outside augflow, may change in any release.
 #pragma once
 
 #include <charconv>

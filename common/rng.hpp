@@ -5,6 +5,8 @@
 // stream). Its draws are a hash of that key and a draw counter (SplitMix64's finaliser), so a
 // sample's parameters are bit-identical whichever thread runs it and in whatever order samples
 // are processed. There is no global or shared generator anywhere in augflow.
+//
+// API: public, part of augflow::common; installed as <augflow/common/rng.hpp>.
 #pragma once
 
 #include <cstdint>

@@ -6,6 +6,8 @@
 //     relu-fcc10
 //          ^
 //   accepted: convNkK[sS][pP], fcN, ...
+//
+// API: internal to augflow::common; not installed.
 #pragma once
 
 #include <cstddef>

@@ -18,6 +18,8 @@
 //
 // Without TSan (every normal build) the functions are empty inline functions: they compile to
 // nothing. The `sync` address is only a name for TSan's bookkeeping; it is never dereferenced.
+//
+// API: internal to augflow::common; not installed.
 #pragma once
 
 #include <type_traits>

@@ -2,6 +2,8 @@
 // 0.01; Maas et al. 2013) and tanh ("tanh"). Output shape = input shape; no parameters.
 // At exactly x = 0 the derivative is that of the x < 0 branch (0 for ReLU, A for leaky ReLU),
 // as in PyTorch.
+//
+// API: internal to augflow::model; not installed.
 #pragma once
 
 #include <string>

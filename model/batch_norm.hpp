@@ -10,6 +10,8 @@
 // y = gamma * (x - mean) / sqrt(var + eps) + beta, eps = 1e-5; gamma (1) and beta (0) are
 // trained but not regularised; running mean and variance are state() (saved, not trained).
 // Sums are accumulated in double, one channel per task, so results do not depend on threads.
+//
+// API: internal to augflow::model; not installed.
 #pragma once
 
 #include <string>

@@ -22,6 +22,8 @@
 //   is not a valid checkpoint of this version.
 // - Randomness in augflow is counter-based (common/rng.hpp): (seed, epoch, step) is the whole
 //   generator state, so resuming needs no other RNG state.
+//
+// API: public, part of augflow::model; installed as <augflow/model/checkpoint.hpp>.
 #pragma once
 
 #include <cstdint>
@@ -32,7 +34,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "model/tensor.hpp"
+#include "augflow/model/tensor.hpp"
 
 namespace augflow::model {
 

@@ -25,6 +25,8 @@
 // a final fc whose size differs from the data set's class count is an error at build time.
 // Presets: twolayer (fc50-relu-fcC, the lecture's two-layer net), mlp, cnn-small, resnet-mini;
 // C is the class count of the data.
+//
+// API: public, part of augflow::model; installed as <augflow/model/config.hpp>.
 #pragma once
 
 #include <map>

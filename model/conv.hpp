@@ -11,6 +11,8 @@
 // buffers and its partial dW/db, added to the gradients in chunk order, so results are
 // bit-identical for any thread count. Buffers persist across calls: no allocation in the hot
 // loop after the first batch.
+//
+// API: internal to augflow::model; not installed.
 #pragma once
 
 #include <string>

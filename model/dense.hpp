@@ -11,6 +11,8 @@
 // first sample and the layer index). Kept weights are scaled by 1 / (1 - P) ("inverted", as in
 // dropout), so Mode::test uses W unchanged; the paper's test-time Gaussian moment matching is not
 // done. The bias is never masked.
+//
+// API: internal to augflow::model; not installed.
 #pragma once
 
 #include <string>

@@ -5,6 +5,8 @@
 // mask of sample i comes from ctx.rng(i) only (seed, step, sample id, layer index): it does not
 // depend on threads or on where the sample sits in the batch, and the same ctx repeats it.
 // (DropConnect, the mask on weights, lives in model/dense.hpp.)
+//
+// API: internal to augflow::model; not installed.
 #pragma once
 
 #include <string>

@@ -20,6 +20,8 @@
 // difference is off by jump * (h - d) / 2h while the one-sided ones differ by jump * (h - d) / h;
 // a wrong analytic gradient leaves both one-sided differences agreeing with each other.
 // Callers bound the skipped fraction (GradCheckResult::skipped).
+//
+// API: internal to augflow's tests; not installed.
 #pragma once
 
 #include <algorithm>

@@ -16,6 +16,8 @@
 // - Work is parallel over the batch with TBB in fixed chunks whose layout depends only on the
 //   batch size, reduced in chunk order, so results do not depend on the thread count. Eigen is
 //   single-threaded (EIGEN_DONT_PARALLELIZE).
+//
+// API: public, part of augflow::model; installed as <augflow/model/layer.hpp>.
 #pragma once
 
 #include <cstdint>
@@ -23,8 +25,8 @@
 #include <string>
 #include <vector>
 
-#include "common/rng.hpp"
-#include "model/tensor.hpp"
+#include "augflow/common/rng.hpp"
+#include "augflow/model/tensor.hpp"
 
 namespace augflow::model {
 

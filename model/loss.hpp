@@ -18,11 +18,13 @@
 //   (and non-finite dlogits), returned as is. The training loop must test
 //   std::isfinite(result.loss) and stop (divergence: lower the learning rate).
 // - Ties in top-1/top-k go to the lower class index, so results are deterministic.
+//
+// API: public, part of augflow::model; installed as <augflow/model/loss.hpp>.
 #pragma once
 
 #include <span>
 
-#include "model/tensor.hpp"
+#include "augflow/model/tensor.hpp"
 
 namespace augflow::model {
 

@@ -11,13 +11,15 @@
 // (whose input gradient is not computed, as for the first layer of every network), and
 // trainable_params() leaves their parameters out: the optimizer, the regularizer and EMA
 // averaging take that list, while params() (checkpoints) still has every parameter.
+//
+// API: public, part of augflow::model; installed as <augflow/model/net.hpp>.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
-#include "model/config.hpp"
-#include "model/layer.hpp"
+#include "augflow/model/config.hpp"
+#include "augflow/model/layer.hpp"
 
 namespace augflow::model {
 

@@ -29,6 +29,8 @@
 // value with two starts a residual block. What does not fit is a DataError naming the node,
 // its op type and what is supported; a malformed file never crashes the reader (fuzzed in
 // fuzz/fuzz_onnx.cpp).
+//
+// API: public, part of augflow::model; installed as <augflow/model/onnx.hpp>.
 #pragma once
 
 #include <cstdint>
@@ -36,7 +38,7 @@
 #include <span>
 #include <string>
 
-#include "model/checkpoint.hpp"
+#include "augflow/model/checkpoint.hpp"
 
 namespace augflow::model {
 

@@ -28,6 +28,8 @@
 //              by the scheduled lr, as in PyTorch's AdamW. See model/regularizer.hpp for why.
 //
 // Schedules: see Schedule below and parse_schedule for the string grammar.
+//
+// API: public, part of augflow::model; installed as <augflow/model/optim.hpp>.
 #pragma once
 
 #include <cstdint>
@@ -37,7 +39,7 @@
 #include <string_view>
 #include <vector>
 
-#include "model/layer.hpp"
+#include "augflow/model/layer.hpp"
 
 namespace augflow::model {
 

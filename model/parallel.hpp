@@ -11,6 +11,8 @@
 // Floating-point mode: the chunks run with the mode of the thread that calls for_each_chunk
 // (captured into their task_group_context), whichever thread runs them, so a worker thread's
 // own mode never changes a result. Training runs under FlushDenormals.
+//
+// API: internal to augflow::model; not installed.
 #pragma once
 
 #include <algorithm>

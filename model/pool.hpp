@@ -16,6 +16,8 @@
 //   Flatten ("flatten")   N x C x H x W -> N x (C*H*W) x 1 x 1 (the same floats).
 // No parameters; parallel over the batch (samples are independent, so any split gives the same
 // result).
+//
+// API: internal to augflow::model; not installed.
 #pragma once
 
 #include <cstdint>

@@ -23,13 +23,15 @@
 // The penalty is computed over the current values, in double, in the order of the params list
 // (deterministic), and its gradient is ADDED to each Param's grad, after backward and before
 // the optimizer step (which zeroes the grads).
+//
+// API: public, part of augflow::model; installed as <augflow/model/regularizer.hpp>.
 #pragma once
 
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "model/layer.hpp"
+#include "augflow/model/layer.hpp"
 
 namespace augflow::model {
 

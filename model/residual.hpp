@@ -20,6 +20,8 @@
 // "res.conv1.bias", "res.conv2.bias", "res.proj.bias" and has no bn); checkpoints rely on them.
 // With input_gradient() off (the first trained layer of a partly frozen network) backward
 // writes no dx.
+//
+// API: internal to augflow::model; not installed.
 #pragma once
 
 #include <memory>

@@ -17,6 +17,8 @@
 // Randomness: the value of parameter p in trial (seed, stage, index) is drawn from
 // Rng({seed, stage, index}, stream p + 1): a pure function of that key, so trials can run in any
 // order and on any thread, and adding a parameter leaves the others' values unchanged.
+//
+// API: public, part of augflow::model; installed as <augflow/model/search_space.hpp>.
 #pragma once
 
 #include <cstdint>
@@ -26,7 +28,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
-#include "common/rng.hpp"
+#include "augflow/common/rng.hpp"
 
 namespace augflow::model {
 

@@ -2,6 +2,8 @@
 // the loader's batches have). A fully-connected activation is N x C x 1 x 1.
 //
 // Shape letters are defined here once: N samples, C channels (or features), H height, W width.
+//
+// API: public, part of augflow::model; installed as <augflow/model/tensor.hpp>.
 #pragma once
 
 #include <cstddef>

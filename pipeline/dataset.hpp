@@ -10,6 +10,8 @@
 //   `fashion-mnist:test` name Debian's dataset-fashion-mnist files.
 // Listing never decodes: files that turn out to be unusable are found, reported and excluded
 // by the loader (loader.hpp).
+//
+// API: public, part of augflow::loader; installed as <augflow/pipeline/dataset.hpp>.
 #pragma once
 
 #include <cstdint>

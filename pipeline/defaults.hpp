@@ -16,12 +16,14 @@
 //   - in between: the same recipe scaled to the data: crop C = the largest multiple of 16 up to
 //     7/8 of m, short side L in [8C/7, 15C/7]; model kSmallImageModel below C = 96, else
 //     kLargeImageModel.
+//
+// API: public, part of augflow::pipeline; installed as <augflow/pipeline/defaults.hpp>.
 #pragma once
 
 #include <cstddef>
 #include <string>
 
-#include "pipeline/dataset.hpp"
+#include "augflow/pipeline/dataset.hpp"
 
 namespace augflow::pipeline {
 

@@ -18,6 +18,8 @@
 // Loading the members, their views and the lock-step loaders are predictor.hpp's (shared with
 // augflow predict): memory stays bounded by the batch size whatever the data set's size (only
 // class counts and the confusion matrix grow with it, by classes^2).
+//
+// API: public, part of augflow::pipeline; installed as <augflow/pipeline/evaluator.hpp>.
 #pragma once
 
 #include <cstddef>
@@ -25,7 +27,7 @@
 #include <string>
 #include <vector>
 
-#include "pipeline/predictor.hpp"
+#include "augflow/pipeline/predictor.hpp"
 
 namespace augflow::pipeline {
 

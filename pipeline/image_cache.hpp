@@ -5,6 +5,8 @@
 // first come first kept until the byte budget is used up; later images stream from disk as
 // without a cache. So memory is bounded by the budget, whatever the folder's size. Any number of
 // loaders on any threads may use it at once.
+//
+// API: public, part of augflow::loader; installed as <augflow/pipeline/image_cache.hpp>.
 #pragma once
 
 #include <atomic>

@@ -4,6 +4,8 @@
 // so both agree on what counts as an image, which entries are hidden, and how symbolic links
 // are treated: links to folders are followed, except a link that leads back into a folder
 // already walked or being walked (a loop or a duplicate), which is skipped with a warning.
+//
+// API: public, part of augflow::loader; installed as <augflow/pipeline/image_files.hpp>.
 #pragma once
 
 #include <filesystem>

@@ -27,6 +27,8 @@
 // epochs. With `strict`, the first one ends the run with its error instead.
 // Errors inside a node end the run: next() rethrows them; nothing hangs. stop() (early
 // stopping, Ctrl-C) cancels the graph and joins it.
+//
+// API: public, part of augflow::loader; installed as <augflow/pipeline/loader.hpp>.
 #pragma once
 
 #include <cstdint>
@@ -37,11 +39,11 @@
 
 #include <oneapi/tbb/task_arena.h>
 
-#include "augment/pipeline.hpp"
-#include "pipeline/dataset.hpp"
-#include "pipeline/image_cache.hpp"
-#include "pipeline/report.hpp"
-#include "pipeline/sampler.hpp"
+#include "augflow/augment/pipeline.hpp"
+#include "augflow/pipeline/dataset.hpp"
+#include "augflow/pipeline/image_cache.hpp"
+#include "augflow/pipeline/report.hpp"
+#include "augflow/pipeline/sampler.hpp"
 
 namespace augflow::pipeline {
 

@@ -8,13 +8,15 @@
 // preprocessing is ImageNet's: shorter side 256, centre 224 crop (for another input size S: the
 // shorter side to S x 256/224, centre S crop), RGB planes normalised by ImageNet's mean and std,
 // which is how torchvision's models are fed.
+//
+// API: public, part of augflow::pipeline; installed as <augflow/pipeline/model_io.hpp>.
 #pragma once
 
 #include <map>
 #include <string>
 
-#include "model/checkpoint.hpp"
-#include "model/config.hpp"
+#include "augflow/model/checkpoint.hpp"
+#include "augflow/model/config.hpp"
 
 namespace augflow::model {
 class Net;

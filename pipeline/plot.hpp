@@ -1,5 +1,7 @@
 // Plots as PNGs: training curves (RUNDIR/curves.png: loss and accuracy per epoch, train vs val),
 // the confusion matrix of an evaluation and the scatter of a hyperparameter search (DIR/scatter.png).
+//
+// API: internal to augflow::pipeline; not installed.
 #pragma once
 
 #include <cstddef>

@@ -15,6 +15,8 @@
 // - score() calls its sink once per image of the data set, in sample order, including the
 //   images the loader could not use (undecodable, truncated, missing, too large): those come
 //   with the loader's reason and no probabilities, at their place in the order.
+//
+// API: public, part of augflow::pipeline; installed as <augflow/pipeline/predictor.hpp>.
 #pragma once
 
 #include <cstddef>
@@ -25,10 +27,10 @@
 #include <string>
 #include <vector>
 
-#include "model/checkpoint.hpp"
-#include "model/tensor.hpp"
-#include "pipeline/dataset.hpp"
-#include "pipeline/report.hpp"
+#include "augflow/model/checkpoint.hpp"
+#include "augflow/model/tensor.hpp"
+#include "augflow/pipeline/dataset.hpp"
+#include "augflow/pipeline/report.hpp"
 
 namespace augflow::model {
 class Net;

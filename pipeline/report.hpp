@@ -1,6 +1,8 @@
 // Bookkeeping of unusable samples: each is reported once (path and reason), counted, and
 // excluded from later epochs; summary() ends a run. Thread-safe: the flow graph's decode
 // stage calls add() from any thread.
+//
+// API: public, part of augflow::loader; installed as <augflow/pipeline/report.hpp>.
 #pragma once
 
 #include <cstddef>
@@ -10,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "pipeline/dataset.hpp"
+#include "augflow/pipeline/dataset.hpp"
 
 namespace augflow::pipeline {
 

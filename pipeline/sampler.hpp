@@ -1,4 +1,6 @@
 // The order in which one epoch visits the samples.
+//
+// API: public, part of augflow::loader; installed as <augflow/pipeline/sampler.hpp>.
 #pragma once
 
 #include <cstdint>

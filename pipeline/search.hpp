@@ -39,6 +39,8 @@
 // every trial. Running the same search again with the same folder, or resume = true, skips the
 // finished trials and reruns the unfinished ones from scratch; a folder holding a different
 // search is a ConfigError.
+//
+// API: public, part of augflow::pipeline; installed as <augflow/pipeline/search.hpp>.
 #pragma once
 
 #include <atomic>
@@ -49,8 +51,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
-#include "model/search_space.hpp"
-#include "pipeline/trainer.hpp"
+#include "augflow/model/search_space.hpp"
+#include "augflow/pipeline/trainer.hpp"
 
 namespace augflow::pipeline {
 

@@ -818,8 +818,13 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
   summary.train_images_per_second = train_seconds > 0 ? train_images / train_seconds : 0;
   summary.skipped_files = train_loader.bad_files().count() + val_loader.bad_files().count();
   if (summary.skipped_files) {
-    if (train_loader.bad_files().count()) log(train_loader.bad_files().summary());
-    if (val_loader.bad_files().count()) log(val_loader.bad_files().summary());
+    // Each list names its split; with both, the total that summary.json's skipped_files holds.
+    const std::size_t train_skipped = train_loader.bad_files().count(), val_skipped = val_loader.bad_files().count();
+    if (train_skipped) log("training data: " + train_loader.bad_files().summary());
+    if (val_skipped) log("validation data: " + val_loader.bad_files().summary());
+    if (train_skipped && val_skipped)
+      log(std::to_string(summary.skipped_files) + " files skipped in all (" + std::to_string(train_skipped) +
+          " training, " + std::to_string(val_skipped) + " validation)");
   }
   nlohmann::json summary_json = {
       {"best_val_accuracy", summary.best_val_accuracy}, {"best_epoch", summary.best_epoch},
@@ -831,7 +836,7 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
     if (snapshot_epochs[k] <= summary.epochs_run)
       summary.snapshots.push_back((out / ("snapshot-" + std::to_string(k + 1) + ".ckpt")).string());
   if (!snapshot_epochs.empty()) summary_json["snapshots"] = summary.snapshots;
-  // What was reached when (the product is accuracy per minute): see README "Training to a time budget".
+  // What was reached when (the product is accuracy per minute): see docs/train.md, "Training to a time budget".
   summary.elapsed_seconds = elapsed();
   summary_json["budget_seconds"] = c.budget_minutes > 0 ? nlohmann::json(c.budget_minutes * 60.0) : nlohmann::json();
   summary_json["budget_epochs"] = c.budget_epochs > 0 ? nlohmann::json(c.budget_epochs) : nlohmann::json();

@@ -16,6 +16,8 @@
 //                       time_to_accuracy [{seconds, epoch, val_accuracy} per validation], ...
 // RUNDIR/control.json   optional, written by a person while the run trains: re-read at every
 //                       epoch start ({"lr": 3e-4}, {"stop": true}; see apply_control in trainer.cpp)
+//
+// API: public, part of augflow::pipeline; installed as <augflow/pipeline/trainer.hpp>.
 #pragma once
 
 #include <atomic>
@@ -28,8 +30,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
-#include "model/optim.hpp"
-#include "pipeline/image_cache.hpp"
+#include "augflow/model/optim.hpp"
+#include "augflow/pipeline/image_cache.hpp"
 
 namespace augflow::pipeline {
 

@@ -2,6 +2,7 @@
 # Installs the Debian packages augflow needs. Idempotent and quiet when all are present.
 # Set AUGFLOW_WITH_PEERS=1 to also install the benchmark peers (PyTorch, torchvision), and
 # AUGFLOW_WITH_CLANG=1 for clang with libFuzzer's runtime (the fuzz stage, scripts/fuzz.sh).
+# dpkg-dev and file: cpack's Debian packages (dpkg-shlibdeps computes the command's Depends).
 set -euo pipefail
 
 packages=(
@@ -11,6 +12,7 @@ packages=(
   libcli11-dev nlohmann-json3-dev zlib1g-dev libjpeg-dev libpng-dev
   libonnx-dev libprotobuf-dev protobuf-compiler
   libopenmpi-dev openmpi-bin libdnnl-dev
+  dpkg-dev file
   dataset-fashion-mnist
 )
 if [[ "${AUGFLOW_WITH_PEERS:-0}" == 1 ]]; then

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is missing, configures, builds and runs the whole test suite, then (unless
 # AUGFLOW_CI_QUICK=1) the reliability stages:
+#  1b. the install into a temporary prefix, examples/ built and run against it, and the Debian
+#      packages' contents (scripts/check_install.sh);
 #   2. the whole suite again under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan);
 #   3. the flow-graph, training and search tests (loader, trainer, evaluator, net, search,
 #      chunk loops, crash test) under ThreadSanitizer (build-tsan; oneTBB's hand-overs reach
@@ -26,6 +28,10 @@ build="${AUGFLOW_BUILD_DIR:-build}"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DAUGFLOW_BUILD_TESTS=ON >/dev/null
 cmake --build "$build" -j"$jobs"
 ctest --test-dir "$build" --output-on-failure -j"$jobs" "$@"
+
+# A few minutes: the install, its headers, examples/ built against it, and the .deb packages.
+stage "1b install, examples and Debian packages"
+AUGFLOW_JOBS="$jobs" scripts/check_install.sh "$build"
 
 if [[ "$quick" == 1 ]]; then
   echo "AUGFLOW_CI_QUICK=1: sanitizer and fuzz stages skipped"

@@ -431,7 +431,7 @@ INSTANTIATE_TEST_SUITE_P(Onnx, TorchvisionResNet,
                          [](const auto& info) { return std::string(info.param.first); });
 
 // ---------------------------------------------------------------------------------------------
-// The README's OpenCV snippet: the same text as examples/onnx_opencv.cpp, and it labels an image
+// The guide's OpenCV snippet (docs/export.md): the same text as examples/onnx_opencv.cpp, and it labels an image
 // as augflow does.
 
 std::string read_file(const fs::path& path) {
@@ -443,8 +443,8 @@ TEST(Onnx, TheReadmeSnippetIsTheExampleThatRuns) {
   const fs::path root = fs::path(__FILE__).parent_path().parent_path();
   const std::string example = read_file(root / "examples" / "onnx_opencv.cpp");
   ASSERT_FALSE(example.empty());
-  EXPECT_NE(read_file(root / "README.md").find(example), std::string::npos)
-      << "README.md must show examples/onnx_opencv.cpp verbatim";
+  EXPECT_NE(read_file(root / "docs" / "export.md").find(example), std::string::npos)
+      << "docs/export.md must show examples/onnx_opencv.cpp verbatim";
 
   TempDir dir;
   const Checkpoint ckpt = random_checkpoint("cnn-small", {0, 1, 28, 28}, 10, 31);

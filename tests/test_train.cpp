@@ -261,6 +261,37 @@ TEST(Train, InterruptedAndResumedEqualsUninterrupted) {
   EXPECT_EQ(rows, 4) << "the resumed run appends epochs 3 and 4";
 }
 
+// Bad files in both splits: each list says which data it is about, and a last line gives the
+// total that summary.json's skipped_files holds, so the two counts add up for the reader.
+TEST(Train, SkippedFilesNameTheirSplitAndTheTotal) {
+  test::TempDir dir;
+  write_colour_folder(dir, 6);
+  const std::vector<std::uint8_t> junk{'n', 'o', 't', ' ', 'a', ' ', 'p', 'n', 'g'};
+  dir.write("data/red/broken1.png", junk);
+  dir.write("data/blue/broken2.png", junk);
+  for (const char* name : {"red", "blue"}) std::filesystem::create_directories(dir.path() / "val" / name);
+  for (const char* name : {"red/img0.png", "blue/img0.png"})
+    std::filesystem::copy_file(dir.path() / "data" / name, dir.path() / "val" / name);
+  dir.write("val/red/broken3.png", junk);
+  TrainConfig c = colour_config(dir);
+  c.val = (dir.path() / "val").string();
+  c.epochs = 1;
+  c.out = (dir.path() / "run").string();
+  std::vector<std::string> lines;
+  const auto result = train(c, [&](const std::string& line) { lines.push_back(line); });
+  EXPECT_EQ(result.skipped_files, 3u);
+  auto find = [&](const std::string& prefix) {
+    for (const auto& line : lines)
+      if (line.rfind(prefix, 0) == 0) return line;
+    return std::string();
+  };
+  EXPECT_NE(find("training data: 2 files skipped").find("broken1.png"), std::string::npos);
+  EXPECT_NE(find("validation data: 1 file skipped").find("broken3.png"), std::string::npos);
+  EXPECT_EQ(find("3 files skipped in all"), "3 files skipped in all (2 training, 1 validation)");
+  std::ifstream summary(c.out + "/summary.json");
+  EXPECT_EQ(nlohmann::json::parse(summary).at("skipped_files"), 3);
+}
+
 /// metrics.csv without its seconds and elapsed_seconds columns (the two that depend on the
 /// clock; elapsed_seconds is the last).
 std::vector<std::string> metrics_rows(const std::string& run) {
