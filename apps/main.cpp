@@ -2,10 +2,10 @@
 //   0 success, 1 a runtime failure (unreadable data, I/O), 2 a usage or spec error.
 // Under mpirun the processes of the job share one communicator (common/communicator.hpp); an
 // error on any of them ends the whole job with its exit code, so none waits for a dead peer.
-#include <cstring>
 #include <exception>
 #include <iostream>
 #include <memory>
+#include <string>
 
 #include "apps/commands.hpp"
 #include "common/communicator.hpp"
