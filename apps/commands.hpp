@@ -8,6 +8,9 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json_fwd.hpp>
 
+namespace augflow {
+class Communicator;
+}
 namespace augflow::pipeline {
 struct TestTimeOptions;
 }
@@ -29,6 +32,9 @@ void add_bench_train_command(CLI::App& bench);
 /// Keeps OpenCV from starting its own threads: augflow's parallelism comes from TBB over
 /// samples, and OpenCV's nested parallel_for_ would oversubscribe the cores (PITFALLS.md).
 void single_threaded_opencv();
+
+/// The processes of this job (apps/main.cpp): one unless started by mpirun.
+Communicator& world_communicator();
 
 /// Registers the options eval and predict share, with the same help: --model, --views,
 /// --scales (its text goes to `scales`; see parse_scales), --resize, --crop, --average, --batch

@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "apps/commands.hpp"
+#include "common/communicator.hpp"
 #include "common/error.hpp"
 #include "pipeline/search.hpp"
 
@@ -52,6 +53,11 @@ const char* kFooter =
     "curves.png, train.log; best.ckpt and last.ckpt only for the --keep best trials).\n"
     "Ctrl-C stops; running the same command again (or --resume DIR) skips the finished trials.\n"
     "\n"
+    "Several machines: mpirun -np N --hostfile HOSTS --bind-to none augflow search ... hands the trials to\n"
+    "the N processes as they free up (one process per machine, --threads = its cores; data and --out on\n"
+    "storage every machine sees at the same path). Same lines and results as in one process; a killed\n"
+    "job resumes with --resume DIR, with any number of processes. See docs/distributed.md.\n"
+    "\n"
     "Example (the lecture's coarse-to-fine search of the two-layer net; docs/search.md: 86.4% after stage 1,\n"
     "88.0% after stage 2 on the held-out tenth of Fashion-MNIST's training set):\n"
     "  augflow search --train fashion-mnist --val-split 0.1 --model twolayer --aug 'normalize(none)' \\\n"
@@ -73,15 +79,21 @@ void run_search(const SearchCommand& command) {
   const auto start = std::chrono::steady_clock::now();
   std::signal(SIGINT, on_search_interrupt);
   std::signal(SIGTERM, on_search_interrupt);
+  Communicator& world = world_communicator();
   const auto result = pipeline::search(
-      config, [](const std::string& line) { std::cout << line << std::endl; }, &interrupt_requested);
+      config, [](const std::string& line) { std::cout << line << std::endl; }, &interrupt_requested, world);
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
+  if (!world.root()) {
+    if (result.interrupted) std::exit(130);
+    return;  // rank 0 reports
+  }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   char rate[96];
   std::snprintf(rate, sizeof rate, "%d trials in %.1f s (%.0f trials/hour, --parallel %d)", result.trials_run, seconds,
                 seconds > 0 ? result.trials_run * 3600.0 / seconds : 0.0, config.parallel);
-  std::cout << rate << "\n";
+  std::cout << rate << (world.size() > 1 ? " over " + std::to_string(world.size()) + " processes" : std::string())
+            << "\n";
   if (result.interrupted) {
     std::cout << "interrupted; the finished trials are saved. Continue with: augflow search --resume " << config.out
               << "\n";

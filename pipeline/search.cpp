@@ -22,6 +22,7 @@
 #include "model/optim.hpp"
 #include "model/regularizer.hpp"
 #include "pipeline/dataset.hpp"
+#include "pipeline/trial_dispatch.hpp"
 
 namespace augflow::pipeline {
 namespace {
@@ -208,47 +209,57 @@ std::vector<Assignment> plan_stage(const SearchConfig& config, const SearchSpace
   return trials;
 }
 
-/// Trains the `pending` trials of stage `current.stage`, `config.parallel` at once: each worker
-/// takes the next pending trial until none is left. Every finished trial is logged, added to
-/// `result` (sorted, checkpoints pruned) and written out at once. The first IoError or
-/// DataError stops the workers from taking new trials and is rethrown once they are done.
+/// Trains the `pending` trials of stage `current.stage`: `dispatcher` hands them out to this
+/// process's threads and the job's other processes as they free up. Every finished trial is
+/// added to `result` (sorted, checkpoints pruned) and written out at once; its line is logged
+/// in trial order (a line waits for the trials before it), so the log is the same whatever the
+/// number of processes and threads and whatever order the trials finish in.
 void run_stage(const SearchConfig& config, const SearchSpace& space,
                const std::vector<std::pair<int, const Assignment*>>& pending, StageResult& current,
                SearchResult& result, const std::function<void(const std::string&)>& log,
-               const std::atomic<bool>* stop) {
-  const int threads = std::max(1, config.base.threads / config.parallel);
-  std::mutex mutex;
-  std::atomic<std::size_t> next{0};
-  std::atomic<bool> failed{false};
-  std::exception_ptr error;
-  auto worker = [&] {
-    for (;;) {
-      if (failed.load() || (stop && stop->load())) return;
-      const std::size_t k = next.fetch_add(1);
-      if (k >= pending.size()) return;
-      try {
-        auto trial = run_trial(config, space, current.stage, pending[k].first, *pending[k].second, threads, stop);
-        if (!trial) return;  // interrupted: it reruns on resume
-        std::lock_guard lock(mutex);
-        ++current.finished;
-        ++result.trials_run;
-        log(trial_line(space, *trial, current.finished, current.trials));
-        result.trials.push_back(std::move(*trial));
-        std::stable_sort(result.trials.begin(), result.trials.end(), better);
-        prune_checkpoints(config, result.trials);
-        write_results(config, result);
-      } catch (...) {
-        std::lock_guard lock(mutex);
-        if (!error) error = std::current_exception();
-        failed.store(true);
-        return;
-      }
-    }
+               TrialDispatcher& dispatcher) {
+  std::vector<TrialTask> tasks;
+  for (const auto& [index, params] : pending) tasks.push_back({current.stage, index, *params});
+  const int finished_before = current.finished;
+  std::vector<std::optional<TrialResult>> lines(tasks.size());
+  std::size_t logged = 0;
+  auto log_ready_lines = [&] {
+    for (; logged < lines.size() && lines[logged]; ++logged)
+      log(trial_line(space, *lines[logged], finished_before + static_cast<int>(logged) + 1, current.trials));
   };
-  std::vector<std::thread> workers;
-  for (int w = 0; w < std::min<int>(config.parallel, static_cast<int>(pending.size())); ++w) workers.emplace_back(worker);
-  for (auto& w : workers) w.join();
-  if (error) std::rethrow_exception(error);
+  dispatcher.run(tasks, [&](std::size_t k, TrialResult&& trial) {
+    ++current.finished;
+    ++result.trials_run;
+    lines[k] = trial;
+    result.trials.push_back(std::move(trial));
+    std::stable_sort(result.trials.begin(), result.trials.end(), better);
+    prune_checkpoints(config, result.trials);
+    write_results(config, result);
+    log_ready_lines();
+  });
+  // Interrupted: the trials that finished after a missing one are saved; their lines follow.
+  for (std::size_t k = logged; k < lines.size(); ++k)
+    if (lines[k]) log(trial_line(space, *lines[k], finished_before + static_cast<int>(k) + 1, current.trials));
+}
+
+/// What the processes of a distributed search must agree on (besides the version): the
+/// settings that decide results, and the listing of the data.
+std::string data_digest(const std::vector<Dataset>& sets) {
+  std::uint64_t h = 1469598103934665603ull;  // FNV-1a
+  auto add = [&](const std::string& text) {
+    for (unsigned char ch : text) h = (h ^ ch) * 1099511628211ull;
+    h = (h ^ 0xff) * 1099511628211ull;
+  };
+  std::size_t samples = 0;
+  for (const auto& d : sets) {
+    samples += d.size();
+    for (const auto& name : d.class_names) add(name);
+    for (int label : d.labels) add(std::to_string(label));
+    for (const auto& path : d.paths) add(path.string());
+  }
+  char text[64];
+  std::snprintf(text, sizeof text, "%zu samples, listing %016llx", samples, static_cast<unsigned long long>(h));
+  return text;
 }
 
 }  // namespace
@@ -372,8 +383,13 @@ SearchConfig search_config_from_json(const nlohmann::json& settings) {
 }
 
 
-SearchResult search(const SearchConfig& requested, const std::function<void(const std::string&)>& log,
+SearchResult search(const SearchConfig& config, const std::function<void(const std::string&)>& log,
                     const std::atomic<bool>* stop) {
+  return search(config, log, stop, *make_local_communicator());
+}
+
+SearchResult search(const SearchConfig& requested, const std::function<void(const std::string&)>& log,
+                    const std::atomic<bool>* stop, Communicator& comm) {
   SearchConfig config = requested;
   if (config.out.empty()) throw ConfigError("--out DIR is required");
   if (config.base.train.empty()) throw ConfigError("--train SRC is required");
@@ -390,22 +406,49 @@ SearchResult search(const SearchConfig& requested, const std::function<void(cons
 
   // Resume: the finished trials of the same search are kept; a different search is an error.
   SearchResult result;
+  result.world_size = comm.size();
   result.trials = read_results(config);
   if (!result.trials.empty())
     log("resuming " + config.out + ": " + plural(static_cast<int>(result.trials.size()), "trial") + " finished before");
   // Every trial opens the data again. In-memory data sets (IDX) opened here stay alive for the
   // whole search, so the trials share their pixels (open_idx) instead of reading them each time;
   // a source that cannot be opened fails the search here, before any trial.
-  std::vector<Dataset> shared_data;
+  std::vector<Dataset> shared_data, listed;
   for (const auto& source : {config.base.train, config.base.val}) {
     if (source.empty()) continue;
     Dataset data = open_dataset(source);
-    if (data.in_memory()) shared_data.push_back(std::move(data));
+    (data.in_memory() ? shared_data : listed).push_back(std::move(data));
   }
-  // Image folders: one decoded-image cache for all trials, so that each file is decoded once for
-  // the whole search (while the --cache budget lasts) rather than once per trial and epoch.
-  if (config.base.cache_mb > 0 && shared_data.size() < (config.base.val.empty() ? 1u : 2u))
+  // Image folders: one decoded-image cache for the trials of this process, so that each file is
+  // decoded once for the whole search (while the --cache budget lasts) rather than once per trial
+  // and epoch.
+  if (config.base.cache_mb > 0 && !listed.empty())
     config.base.shared_cache = std::make_shared<ImageCache>(config.base.cache_mb << 20);
+  // Several processes (mpirun): the same search on the same data with the same program, or an
+  // error naming the rank that differs, before any trial. How fast each process is (threads,
+  // parallel, cache) may differ: results do not depend on it.
+  if (comm.size() > 1) {
+    nlohmann::json settings = to_json(config);
+    for (const char* speed : {"threads", "parallel", "cache_mb"}) settings.erase(speed);
+    settings["out"] = config.out;
+    for (const auto& d : shared_data) listed.push_back(d);
+    check_agreement(comm, {{"version", "augflow " AUGFLOW_VERSION_STRING},
+                           {"settings", settings.dump()},
+                           {"data", data_digest(listed)}});
+  }
+  listed.clear();
+  const int trial_threads = std::max(1, config.base.threads / config.parallel);
+  TrialDispatcher dispatcher(
+      comm, config.parallel,
+      [&](const TrialTask& task) {
+        return run_trial(config, space, task.stage, task.index, task.params, trial_threads, stop);
+      },
+      stop);
+  if (!comm.root()) {
+    // Rank 0 plans the stages, logs and writes results.json; this process trains what it is sent.
+    result.interrupted = !dispatcher.serve();
+    return result;
+  }
   fs::create_directories(config.out);
   if (config.parallel > config.base.threads)
     log("warning: --parallel " + std::to_string(config.parallel) + " is more than --threads " +
@@ -443,10 +486,11 @@ SearchResult search(const SearchConfig& requested, const std::function<void(cons
         (done.empty() ? "" : "; " + std::to_string(done.size()) + " finished before"));
     check_trials(config.base, space, stage, pending);
 
-    run_stage(config, space, pending, current, result, log, stop);
+    run_stage(config, space, pending, current, result, log, dispatcher);
     if (current.finished < current.trials) {
       result.interrupted = true;
       write_results(config, result);
+      dispatcher.finish();
       return result;
     }
     const auto best = std::find_if(result.trials.begin(), result.trials.end(),
@@ -472,6 +516,7 @@ SearchResult search(const SearchConfig& requested, const std::function<void(cons
     log(line);
   }
   write_results(config, result);
+  dispatcher.finish();
   return result;
 }
 

@@ -23,6 +23,9 @@
 //                 --model 'fc{hidden}-relu-drop{dropout}-fc10' (a placeholder without a
 //                 parameter is a SpecError too)
 //
+// Processes. Under mpirun the trials are spread over the processes as they free up (each
+// process runs `parallel` at once): see search() with a Communicator.
+//
 // Parallel trials. `parallel` trials run at once, each on its own thread inside its own
 // tbb::task_arena of threads/parallel slots (the model's batch-parallel loops run in the arena
 // of the thread that trains), with a loader of threads/parallel threads. Training results do
@@ -51,6 +54,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "augflow/common/communicator.hpp"
 #include "augflow/model/search_space.hpp"
 #include "augflow/pipeline/trainer.hpp"
 
@@ -103,6 +107,7 @@ struct SearchResult {
   std::vector<TrialResult> trials;   ///< finished trials, best first
   bool interrupted = false;          ///< `stop` was raised: resume to finish
   int trials_run = 0;                ///< trials this call trained (not the ones a resume skipped)
+  int world_size = 1;                ///< the processes of the job that ran the last call (mpirun -np)
 };
 
 /// The epochs and trials of stage `stage` (1-based), as the header comment says.
@@ -132,6 +137,14 @@ std::string trial_line(const model::SearchSpace& space, const TrialResult& trial
 /// failed.
 SearchResult search(const SearchConfig& config, const std::function<void(const std::string&)>& log,
                     const std::atomic<bool>* stop = nullptr);
+/// The same over the processes of `comm` (mpirun): rank 0 plans the stages, hands out the
+/// trials as processes free up (pipeline/trial_dispatch.hpp), logs and writes the search
+/// folder; the other processes train the trials they are sent, each in one process, and return
+/// an empty result. The processes first check that they run the same search on the same data
+/// (ConfigError naming the rank that differs). The lines, results.csv rows (seconds aside),
+/// stage bests and warnings are those of a one-process search.
+SearchResult search(const SearchConfig& config, const std::function<void(const std::string&)>& log,
+                    const std::atomic<bool>* stop, Communicator& comm);
 
 /// Writes config.out/results.json and results.csv (each atomically: a temporary file, fsync,
 /// rename) and scatter.png for `result`, whose trials are best first.

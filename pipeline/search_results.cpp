@@ -110,6 +110,7 @@ void write_results(const SearchConfig& config, const SearchResult& result) {
                           result.stages.back().finished == result.stages.back().trials;
   json["complete"] = all_stages && !result.interrupted;
   json["interrupted"] = result.interrupted;
+  json["world_size"] = result.world_size;
   write_file_atomically((out / "results.json").string(), json.dump(2) + "\n");
 
   std::string csv = "rank,stage,trial,status,val_accuracy,final_val_accuracy,best_epoch,epochs,seed";

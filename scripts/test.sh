@@ -23,6 +23,10 @@ if [[ "$quick" == 1 ]]; then AUGFLOW_WITH_PEERS=1 scripts/deps.sh; else AUGFLOW_
 
 stage() { echo; echo "=== $* ($(date +%H:%M:%S))"; }
 
+# The tests launch mpirun (tests/test_mpi.cpp): Open MPI refuses to run as root without these,
+# and its shared-memory transport needs ptrace rights that containers do not give.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+
 stage "1/4 build and test (Release)"
 build="${AUGFLOW_BUILD_DIR:-build}"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DAUGFLOW_BUILD_TESTS=ON >/dev/null
