@@ -34,7 +34,7 @@ of the schedule's end or overrun the budget):
 Needs Debian's python3-torch and python3-torchvision (/usr/bin/python3 only) on OpenBLAS.
 Usage:
   /usr/bin/python3 bench/torch_time_to_accuracy.py (--data fashion-mnist | --train DIR --val DIR)
-      --budget MINUTES [--model SPEC] [--seed S] [--threads 2] [--json FILE] [recipe options]
+      (--budget MINUTES | --budget-epochs E) [--model SPEC] [--seed S] [--threads 2] [--json FILE] [recipe options]
 Prints one line per validation; --json writes augflow's summary.json shape
 (time_to_accuracy [{seconds, epoch, val_accuracy}], elapsed_seconds, best_val_accuracy,
 final_val_accuracy) plus the recipe.
@@ -57,7 +57,11 @@ def parse_args():
     p.add_argument("--train", help="training image folder (ImageFolder layout)")
     p.add_argument("--val", help="test image folder (ImageFolder layout)")
     p.add_argument("--model", default="cnn-small", help="augflow model spec or preset")
-    p.add_argument("--budget", type=float, required=True, help="wall-clock minutes")
+    p.add_argument("--budget", type=float, help="wall-clock minutes")
+    p.add_argument("--budget-epochs", type=float,
+                   help="the same in epochs (fractions allowed): progress counted in steps, so "
+                        "that recipes can be compared on a loaded machine (augflow's "
+                        "--budget-epochs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2,
                    help="torch (and OpenBLAS) threads of the training process")
@@ -84,8 +88,12 @@ def parse_args():
                 "--train DIR --val DIR" % args.data)
     if args.train is not None and args.val is None:
         p.error("--train DIR needs --val DIR (the test folder)")
-    if not args.budget > 0:
+    if (args.budget is None) == (args.budget_epochs is None):
+        p.error("give --budget MINUTES or --budget-epochs E (one of them)")
+    if args.budget is not None and not args.budget > 0:
         p.error("--budget must be a number of minutes > 0, got %s" % args.budget)
+    if args.budget_epochs is not None and not args.budget_epochs > 0:
+        p.error("--budget-epochs must be a number of epochs > 0, got %s" % args.budget_epochs)
     if args.threads < 1 or args.batch < 1 or args.workers < 0:
         p.error("--threads and --batch must be >= 1, --workers >= 0")
     if args.pad is None:
@@ -308,11 +316,13 @@ def main():
     print("torch %s, %d threads, %s" % (torch.__version__, args.threads, blas_summary(blas)))
     print("data: %s; model %s: %d parameters" % (
         data_text, args.model, torch_models.parameter_count(model)))
-    print("recipe: %s; budget %g min" % (recipe, args.budget))
+    print("recipe: %s; budget %s" % (recipe, "%g min" % args.budget if args.budget
+                                     else "%g epochs" % args.budget_epochs))
     sys.stdout.flush()
 
-    budget = args.budget * 60.0
-    val_steps = (val_count + 499) // 500
+    budget = args.budget * 60.0 if args.budget else None
+    total_steps = (max(1, round(args.budget_epochs * len(train))) if args.budget_epochs else None)
+    step = 0
     step_seconds_sum, steps_timed = 0.0, 0
     validation_seconds = None
     curve = []
@@ -327,10 +337,16 @@ def main():
         for batch_index, (x, y) in enumerate(train):
             t0 = elapsed()
             mean_step = step_seconds_sum / steps_timed if steps_timed else 0.0
-            reserve = (validation_seconds if validation_seconds is not None
-                       else 0.5 * mean_step * val_steps)
-            available = budget - reserve
-            p = min(1.0, (t0 + mean_step) / available) if available > 0 else 1.0
+            if total_steps:
+                p = min(1.0, (step + 1) / total_steps)
+            else:
+                # augflow's estimate before the first validation: half a training step per
+                # batch of validation images.
+                reserve = (validation_seconds if validation_seconds is not None
+                           else 0.5 * mean_step * val_count / args.batch)
+                available = budget - reserve
+                p = min(1.0, (t0 + mean_step) / available) if available > 0 else 1.0
+            step += 1
             if args.schedule == "onecycle":
                 lr, momentum = onecycle(p, args.lr)
             else:
@@ -372,6 +388,7 @@ def main():
         "best_val_accuracy": max(c["val_accuracy"] for c in curve),
         "final_val_accuracy": curve[-1]["val_accuracy"],
         "budget_seconds": budget,
+        "budget_epochs": args.budget_epochs,
         "epochs_run": epoch,
         "train_images_per_second": images / train_seconds,
         "model": args.model,

@@ -16,7 +16,7 @@ packages=(
 )
 if [[ "${AUGFLOW_WITH_PEERS:-0}" == 1 ]]; then
   packages+=(python3-torch python3-torchvision python3-pil libopenblas0-pthread
-                python3-matplotlib)
+             python3-matplotlib)
 fi
 if [[ "${AUGFLOW_WITH_CLANG:-0}" == 1 ]]; then
   # libclang-rt-14-dev (libFuzzer, clang's sanitizer runtimes) is only a recommendation of clang.
