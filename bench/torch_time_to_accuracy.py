@@ -116,6 +116,7 @@ except ImportError as exc:  # pragma: no cover - environment problem
     sys.exit(1)
 
 import torch_models  # noqa: E402  (imports torch: after OPENBLAS_NUM_THREADS is set)
+from peer_training import MemoryBatches, cosine, onecycle, set_rate  # noqa: E402
 from peer_common import blas_summary, check_blas  # noqa: E402
 
 NAME = "torch_time_to_accuracy.py"
@@ -149,40 +150,6 @@ def fashion_mnist(split):
     labels = read_idx(os.path.join(FASHION_MNIST_DIR, "%s-labels-idx1-ubyte.gz" % prefix), 1)
     x = torch.from_numpy(images.copy()).unsqueeze(1)  # N x 1 x 28 x 28 uint8
     return x, torch.from_numpy(labels.astype(np.int64))
-
-
-def augment_batch(x, pad, gen):
-    """Random crop of the zero-padded images + horizontal flip (p = 0.5), per sample, on a
-    uint8 N x C x H x W batch in one go."""
-    n, _, h, w = x.shape
-    padded = nn.functional.pad(x, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
-    flip = torch.rand(n, generator=gen) < 0.5
-    cols = dx[:, None] + torch.arange(w)[None, :]
-    cols = torch.where(flip[:, None], cols.flip(1), cols)  # a flipped crop reads its columns backwards
-    rows = dy[:, None] + torch.arange(h)[None, :]
-    nhwc = padded.permute(0, 2, 3, 1)
-    out = nhwc[torch.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
-    return out.permute(0, 3, 1, 2)
-
-
-class MemoryBatches:
-    """Shuffled, augmented batches of an in-memory uint8 data set (the last one partial)."""
-
-    def __init__(self, x, y, batch, pad, seed):
-        self.x, self.y, self.batch, self.pad = x, y, batch, pad
-        self.gen = torch.Generator().manual_seed(seed)
-
-    def __len__(self):
-        return (len(self.y) + self.batch - 1) // self.batch
-
-    def __iter__(self):
-        order = torch.randperm(len(self.y), generator=self.gen)
-        for i in range(0, len(order), self.batch):
-            idx = order[i:i + self.batch]
-            xb = augment_batch(self.x[idx], self.pad, self.gen)
-            yield xb.float().div_(255), self.y[idx]
 
 
 def memory_val_batches(x, y, batch=1000):
@@ -221,38 +188,7 @@ def folder_loaders(args):
     return train, val, (3, size, size), len(train_set.classes), len(val_set)
 
 
-# --- schedule -------------------------------------------------------------------
-
-def onecycle(p, lr):
-    """OneCycleLR's defaults (pct_start 0.3, div_factor 25, final_div_factor 1e4, cosine
-    annealing, momentum 0.95 -> 0.85 -> 0.95) at progress p in [0, 1]: (lr, momentum)."""
-    start, end, warm = lr / 25, lr / 25 / 1e4, 0.3
-
-    def cos(a, b, t):
-        return b + (a - b) / 2 * (1 + math.cos(math.pi * t))
-
-    if p < warm:
-        t = p / warm
-        return cos(start, lr, t), cos(0.95, 0.85, t)
-    t = (p - warm) / (1 - warm)
-    return cos(lr, end, t), cos(0.85, 0.95, t)
-
-
-def cosine(p, lr, warmup):
-    factor = min(1.0, p / warmup) if warmup > 0 else 1.0
-    return lr * factor * (1 + math.cos(math.pi * p)) / 2, None
-
-
-def set_rate(optimizer, lr, momentum):
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-        if momentum is None:
-            continue
-        if "betas" in group:
-            group["betas"] = (momentum, group["betas"][1])
-        elif group.get("momentum", 0) > 0:
-            group["momentum"] = momentum
-
+# --- optimizer ------------------------------------------------------------------
 
 def make_optimizer(args, params):
     if args.optimizer == "adam":
