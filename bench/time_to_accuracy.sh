@@ -154,6 +154,23 @@ fi
 
 make_tmpdir time_to_accuracy
 
+# Both sides get the same 2 cores. augflow's compute runs on every core its affinity mask
+# allows (oneTBB's default arena), torch on set_num_threads plus the DataLoader workers: on a
+# bigger machine, pin both to the same two CPUs so that "2 cores" holds for each.
+PIN=()
+ALLOWED="$("$PY" -c 'import os; print(",".join(map(str, sorted(os.sched_getaffinity(0)))))')"
+IFS=, read -r -a ALLOWED_CPUS <<< "$ALLOWED"
+if (( ${#ALLOWED_CPUS[@]} < THREADS )); then
+    echo "warning: only ${#ALLOWED_CPUS[@]} CPU(s) available; the figures are for $THREADS cores" >&2
+elif (( ${#ALLOWED_CPUS[@]} > THREADS )); then
+    if ! command -v taskset >/dev/null; then
+        echo "error: this machine has ${#ALLOWED_CPUS[@]} CPUs and taskset (util-linux) is missing to" \
+             "keep both sides on $THREADS of them; install util-linux" >&2
+        exit 1
+    fi
+    PIN=(taskset -c "${ALLOWED_CPUS[0]},${ALLOWED_CPUS[1]}")
+fi
+
 # --- data --------------------------------------------------------------------------------------
 if [[ "$DATA" == fashion-mnist ]]; then
     AF_DATA=(--train fashion-mnist --val fashion-mnist:test)
@@ -189,7 +206,7 @@ read -r -a AF_RECIPE <<< "$AUGFLOW_RECIPE"
 read -r -a PT_RECIPE <<< "$PEER_RECIPE"
 
 echo "== time_to_accuracy: $DATA, model $MODEL, budgets ${BUDGET_LIST[*]} min, seeds 1..$SEEDS," \
-     "peer budget x$FACTOR, $THREADS threads"
+     "peer budget x$FACTOR, $THREADS threads${PIN:+ (${PIN[*]})}"
 echo "augflow ($BIN): $AUGFLOW_RECIPE --aug '$AUG'"
 echo "peer (torch_time_to_accuracy.py): $PEER_RECIPE --pad $PAD"
 echo
@@ -202,7 +219,7 @@ for seed in $(seq 1 "$SEEDS"); do
         echo "== augflow, budget $budget min, seed $seed"
         cpu_watch_start
         # The log goes to a file: one line per epoch is kept, the rest is there on failure.
-        if ! "$BIN" train "${AF_DATA[@]}" --model "$MODEL" --budget "$budget" --seed "$seed" \
+        if ! "${PIN[@]}" "$BIN" train "${AF_DATA[@]}" --model "$MODEL" --budget "$budget" --seed "$seed" \
                 --threads "$THREADS" --aug "$AUG" "${AF_RECIPE[@]}" --out "$run" \
                 > "$TMP/augflow-$budget-$seed.log" 2>&1; then
             tail -20 "$TMP/augflow-$budget-$seed.log" >&2
@@ -218,7 +235,7 @@ for seed in $(seq 1 "$SEEDS"); do
         out="$TMP/torch-$budget-$seed.json"
         echo "== peer, budget $peer_budget min, seed $seed"
         cpu_watch_start
-        "$PY" "$SCRIPT_DIR/torch_time_to_accuracy.py" "${PT_DATA[@]}" --model "$MODEL" \
+        "${PIN[@]}" "$PY" "$SCRIPT_DIR/torch_time_to_accuracy.py" "${PT_DATA[@]}" --model "$MODEL" \
             --budget "$peer_budget" --seed "$seed" --threads "$THREADS" --pad "$PAD" \
             "${PT_RECIPE[@]}" --json "$out"
         cpu_watch_report "peer (budget $peer_budget, seed $seed)"
