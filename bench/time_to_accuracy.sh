@@ -177,6 +177,7 @@ if [[ "$DATA" == fashion-mnist ]]; then
     PT_DATA=(--data fashion-mnist)
     AUG='pad_crop(2,28) | hflip | normalize(none)'
     PAD=2
+    PEER_EXTRA=""
 else
     if [[ -z "$OBJECTS_DIR" ]]; then
         MAKE_IMAGES="$(dirname "$BIN")/augflow_make_images"
@@ -200,6 +201,7 @@ else
     PT_DATA=(--train "$OBJECTS_DIR/train" --val "$OBJECTS_DIR/test" --workers "$PEER_WORKERS")
     AUG='pad_crop(4,32) | hflip | normalize(none)'
     PAD=4
+    PEER_EXTRA=" --workers $PEER_WORKERS"
 fi
 
 read -r -a AF_RECIPE <<< "$AUGFLOW_RECIPE"
@@ -208,7 +210,7 @@ read -r -a PT_RECIPE <<< "$PEER_RECIPE"
 echo "== time_to_accuracy: $DATA, model $MODEL, budgets ${BUDGET_LIST[*]} min, seeds 1..$SEEDS," \
      "peer budget x$FACTOR, $THREADS threads${PIN:+ (${PIN[*]})}"
 echo "augflow ($BIN): $AUGFLOW_RECIPE --aug '$AUG'"
-echo "peer (torch_time_to_accuracy.py): $PEER_RECIPE --pad $PAD"
+echo "peer (torch_time_to_accuracy.py): $PEER_RECIPE --pad $PAD$PEER_EXTRA"
 echo
 
 MANIFEST="$TMP/manifest.tsv"
@@ -245,7 +247,10 @@ for seed in $(seq 1 "$SEEDS"); do
     done
 done
 
-REPORT_ARGS=(--data "$DATA")
+REPORT_ARGS=(--data "$DATA" --setting "model=$MODEL" --setting "augflow=$BIN"
+             --setting "augflow_recipe=$AUGFLOW_RECIPE --aug '$AUG' --threads $THREADS"
+             --setting "peer_recipe=$PEER_RECIPE --pad $PAD --threads $THREADS$PEER_EXTRA"
+             --setting "peer_budget_factor=$FACTOR" --setting "cpus=${PIN[*]:-all ($ALLOWED)}")
 [[ -n "$JSON_OUT" ]] && REPORT_ARGS+=(--json "$JSON_OUT")
 [[ -n "$PLOT_OUT" ]] && REPORT_ARGS+=(--plot "$PLOT_OUT")
 "$PY" "$SCRIPT_DIR/time_to_accuracy_report.py" "$MANIFEST" "${REPORT_ARGS[@]}"

@@ -15,6 +15,7 @@ bound: the peer's longest run over augflow's time. The last line printed is `rat
 the peer's time to the target / augflow's.
 
 Usage: time_to_accuracy_report.py MANIFEST [--data NAME] [--json FILE] [--plot FILE]
+           [--setting KEY=VALUE ...]
 """
 
 import argparse
@@ -211,9 +212,18 @@ def main():
     p.add_argument("--data", default="")
     p.add_argument("--json")
     p.add_argument("--plot")
+    p.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
+                   help="recorded in the JSON summary's settings (model, recipes, ...)")
     args = p.parse_args()
     runs = load_runs(args.manifest)
     out, lines = summarise(runs, args.data)
+    settings = {}
+    for item in args.setting:
+        key, sep, value = item.partition("=")
+        if not sep:
+            p.error("--setting %r: expected KEY=VALUE" % item)
+        settings[key] = value
+    out["settings"] = settings
     if args.plot:
         plot(runs, out, args.plot)
         lines.insert(-1, "plot: %s" % args.plot)
