@@ -7,7 +7,7 @@ seed, path of the run's summary JSON (augflow's summary.json shape: time_to_accu
 [{seconds, epoch, val_accuracy}], elapsed_seconds, best_val_accuracy, final_val_accuracy).
 
 The target is augflow's median final test accuracy over the seeds at the first (smallest)
-budget. A side's time to it, per seed, is the earliest validation at or above it in any of
+budget (the lower of the middle two for an even number of seeds). A side's time to it, per seed, is the earliest validation at or above it in any of
 that seed's runs (each budget is a separate run with its own schedule, so the curve of a side
 is the best over its budgets); the side's time is the median over the seeds. A seed that
 never reaches it counts as never; when the peer's median is "never", the ratio is a lower
@@ -81,7 +81,9 @@ def summarise(runs, data):
                 if r["side"] == "augflow" and r["budget_minutes"] == first]
     if not af_first:
         sys.exit("no augflow run at the first budget (%g min): nothing to compare with" % first)
-    target = statistics.median(af_first)
+    # median_low: one seed's own accuracy, so that with an even number of seeds half of them
+    # reach it too (the mean of the middle two can be above both of the lower half's).
+    target = statistics.median_low(af_first)
 
     out = {"data": data, "budgets_minutes": budgets, "seeds": seeds,
            "target_accuracy": target, "target_budget_minutes": first, "runs": [], "medians": [],
