@@ -93,17 +93,22 @@ def summarise(runs, data):
         s = r["summary"]
         t = first_time_at(s["time_to_accuracy"], target)
         r["time_to_target"] = t
+        own = s.get("budget_seconds")
+        # With --peer-budget-factor the peer's run is listed beside augflow's budget.
+        own_text = (" (its own budget %g min)" % (own / 60)
+                    if own and abs(own - 60 * r["budget_minutes"]) > 1 else "")
         lines.append("%-7s budget %5g min  seed %d: final %.2f %%  best %.2f %%  in %.2f min, "
-                     "%d validations, target %.2f %% at %s" % (
+                     "%d validations, target %.2f %% at %s%s" % (
                          r["side"], r["budget_minutes"], r["seed"],
                          100 * s["final_val_accuracy"], 100 * s["best_val_accuracy"],
                          s["elapsed_seconds"] / 60, len(s["time_to_accuracy"]), 100 * target,
-                         fmt_minutes(t)))
+                         fmt_minutes(t), own_text))
         out["runs"].append({
             "side": r["side"], "budget_minutes": r["budget_minutes"], "seed": r["seed"],
             "final_val_accuracy": s["final_val_accuracy"],
             "best_val_accuracy": s["best_val_accuracy"],
             "elapsed_seconds": s["elapsed_seconds"],
+            "own_budget_seconds": own,
             "time_to_target_seconds": None if math.isinf(t) else t,
             "time_to_accuracy": s["time_to_accuracy"]})
 
