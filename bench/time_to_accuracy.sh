@@ -36,7 +36,10 @@
 # above it in any of that seed's runs) and, last, "ratio: R" = the peer's time / augflow's;
 # when the peer never gets there, R is a lower bound (its longest run / augflow's time) and a
 # line before says so. The full default run takes seeds x sum(budgets) x (1 + F) minutes plus
-# start-up: 3 x 15 x 2 = 90 minutes; develop with e.g. --budgets 1 --seeds 1.
+# start-up: 3 x 15 x 2 = 90 minutes; develop with e.g. --budgets 1 --seeds 1. Before their
+# first validation both sides set aside time for it estimated from their first steps (half a
+# step per validation batch): on a loaded machine a budget of a minute or two can be used up
+# after a few steps, with one validation at about 10 %.
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
