@@ -146,12 +146,15 @@ EOF
     exit 1
 fi
 # Check the model spec on the peer's side now rather than after the first augflow run.
-if ! "$PY" -c 'import sys; sys.path.insert(0, sys.argv[1]); import torch_models
+spec_rc=0
+spec_out="$("$PY" -c 'import sys; sys.path.insert(0, sys.argv[1]); import torch_models
 shape = (1, 28, 28) if sys.argv[3] == "fashion-mnist" else (3, 32, 32)
 try:
     torch_models.build_model(sys.argv[2], shape, 10)
 except torch_models.SpecError as e:
-    sys.exit("error: --model: %s" % e)' "$SCRIPT_DIR" "$MODEL" "$DATA"; then
+    sys.exit(str(e))' "$SCRIPT_DIR" "$MODEL" "$DATA" 2>&1)" || spec_rc=$?
+if (( spec_rc != 0 )); then
+    echo "error: --model '$MODEL': ${spec_out:-bench/torch_models.py failed with exit status $spec_rc}" >&2
     exit 2
 fi
 
