@@ -69,7 +69,7 @@ def parse_args():
                    help="DataLoader worker processes for an image folder (each with 1 thread)")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--optimizer", default="adamw", choices=("adam", "adamw", "sgd", "nesterov"))
-    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--weight-decay", type=float, default=5e-4,
                    help="AdamW's decoupled decay; SGD's L2 weight_decay")
     p.add_argument("--schedule", default="onecycle", choices=("onecycle", "cosine"))
