@@ -74,33 +74,15 @@ except ImportError as exc:  # pragma: no cover - environment problem
         "scripts/deps.sh installs python3-torchvision, which pulls it in)\n" % exc)
     sys.exit(1)
 
+import torch_models  # noqa: E402  (imports torch: after OPENBLAS_NUM_THREADS is set)
+
 
 # --- models -------------------------------------------------------------------
 
 def build_model(name):
-    """The same layers as augflow's presets (model/config.cpp), C = 10."""
-    if name == "cnn-small":
-        # conv32k3p1-bn-relu-pool2-conv64k3p1-bn-relu-pool2-fc128-relu-fcC
-        return nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(),
-            nn.Linear(64 * 7 * 7, 128), nn.ReLU(),
-            nn.Linear(128, CLASSES))
-    if name == "mlp":
-        # fc512-relu-drop0.2-fc256-relu-fcC
-        return nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(784, 512), nn.ReLU(), nn.Dropout(0.2),
-            nn.Linear(512, 256), nn.ReLU(),
-            nn.Linear(256, CLASSES))
-    if name == "twolayer":
-        # fc50-relu-fcC
-        return nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(784, 50), nn.ReLU(),
-            nn.Linear(50, CLASSES))
-    raise ValueError("unknown model %s" % name)
+    """The same layers as augflow's preset `name` (model/config.cpp), C = 10, built from
+    the preset's spec by torch_models.py (shared with the time-to-accuracy peer)."""
+    return torch_models.build_model(name, INPUT_SHAPE, CLASSES)
 
 
 def forward_macs(model):

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages augflow needs. Idempotent and quiet when all are present.
-# Set AUGFLOW_WITH_PEERS=1 to also install the benchmark peers (PyTorch, torchvision), and
+# Set AUGFLOW_WITH_PEERS=1 to also install the benchmark peers (PyTorch, torchvision, and
+# matplotlib for bench/time_to_accuracy.sh --plot), and
 # AUGFLOW_WITH_CLANG=1 for clang with libFuzzer's runtime (the fuzz stage, scripts/fuzz.sh).
 # dpkg-dev and file: cpack's Debian packages (dpkg-shlibdeps computes the command's Depends).
 set -euo pipefail
@@ -16,7 +17,8 @@ packages=(
   dataset-fashion-mnist
 )
 if [[ "${AUGFLOW_WITH_PEERS:-0}" == 1 ]]; then
-  packages+=(python3-torch python3-torchvision python3-pil libopenblas0-pthread)
+  packages+=(python3-torch python3-torchvision python3-pil libopenblas0-pthread
+             python3-matplotlib)
 fi
 if [[ "${AUGFLOW_WITH_CLANG:-0}" == 1 ]]; then
   # libclang-rt-14-dev (libFuzzer, clang's sanitizer runtimes) is only a recommendation of clang.
