@@ -14,7 +14,7 @@ makes the linear layers about 5x slower, so this script refuses to run unless
 OpenBLAS is selected (and loaded).
 
 Usage:
-  /usr/bin/python3 bench/torch_train.py [--model cnn-small|mlp|twolayer]
+  /usr/bin/python3 bench/torch_train.py [--model cnn-small|resnet-mini|mlp|twolayer]
       [--batch 128] [--threads 2] [--steps 50] [--json FILE]
   /usr/bin/python3 bench/torch_train.py --check-blas   (only the BLAS check)
 """
@@ -28,7 +28,7 @@ import time
 
 from peer_common import blas_summary, check_blas
 
-MODELS = ("cnn-small", "mlp", "twolayer")
+MODELS = ("cnn-small", "resnet-mini", "mlp", "twolayer")
 CLASSES = 10
 INPUT_SHAPE = (1, 28, 28)
 WARMUP_STEPS = 5
@@ -77,6 +77,32 @@ except ImportError as exc:  # pragma: no cover - environment problem
 
 # --- models -------------------------------------------------------------------
 
+class BasicBlock(nn.Module):
+    """augflow's res block (model/residual.hpp): relu(shortcut + g * branch), the branch
+    conv3x3(stride)-bn-relu-conv3x3-bn without biases, the shortcut a 1x1 conv + bn when the
+    shape changes; g is 1 with probability `survival` per sample in training, `survival` in
+    eval (stochastic depth)."""
+
+    def __init__(self, cin, cout, stride, survival):
+        super().__init__()
+        self.branch = nn.Sequential(
+            nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
+            nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
+        self.shortcut = nn.Identity() if cin == cout and stride == 1 else nn.Sequential(
+            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        self.survival = survival
+
+    def forward(self, x):
+        b = self.branch(x)
+        if self.survival < 1:
+            if self.training:
+                keep = torch.rand(x.shape[0], 1, 1, 1) < self.survival
+                b = b * keep.to(b.dtype)
+            else:
+                b = b * self.survival
+        return torch.relu(self.shortcut(x) + b)
+
+
 def build_model(name):
     """The same layers as augflow's presets (model/config.cpp), C = 10."""
     if name == "cnn-small":
@@ -87,6 +113,16 @@ def build_model(name):
             nn.Flatten(),
             nn.Linear(64 * 7 * 7, 128), nn.ReLU(),
             nn.Linear(128, CLASSES))
+    if name == "resnet-mini":
+        # conv16k3p1-bn-relu-res16-res32s2-res64s2-gap-fcC-sd0.8: survival decays linearly
+        # from 1 to 0.8 over the 3 blocks (model/net.cpp)
+        return nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+            BasicBlock(16, 16, 1, 1 - 1 / 3 * 0.2),
+            BasicBlock(16, 32, 2, 1 - 2 / 3 * 0.2),
+            BasicBlock(32, 64, 2, 0.8),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Linear(64, CLASSES))
     if name == "mlp":
         # fc512-relu-drop0.2-fc256-relu-fcC
         return nn.Sequential(
