@@ -7,11 +7,15 @@
 #include <oneapi/tbb/task_arena.h>
 
 #include "apps/commands.hpp"
+#include "apps/fp32_peak.hpp"
 #include "common/error.hpp"
 #include "common/rng.hpp"
+#include "model/kernel_profile.hpp"
+#include "model/conv.hpp"
 #include "model/loss.hpp"
 #include "model/net.hpp"
 #include "model/optim.hpp"
+#include "model/residual.hpp"
 #include "pipeline/defaults.hpp"
 #include "pipeline/dataset.hpp"
 #include "pipeline/loader.hpp"
@@ -28,6 +32,7 @@ struct BenchTrainOptions {
   int steps = 50;
   int repeats = 3;
   bool per_layer = false;
+  bool im2col = false;
   std::string train;  ///< with a data source: the loader-overhead measurement instead
   std::string aug;
   std::string json;
@@ -110,6 +115,18 @@ void run_bench_epoch(const BenchTrainOptions& o) {
                                {"threads", o.threads}});
 }
 
+/// Every convolution of `net`, those inside residual blocks too, on the im2col + GEMM path.
+void use_im2col(model::Net& net) {
+  for (std::size_t i = 0; i < net.layer_count(); ++i) {
+    if (auto* conv = dynamic_cast<model::Conv2d*>(&net.layer(i))) conv->use_reference();
+    if (auto* res = dynamic_cast<model::Residual*>(&net.layer(i))) {
+      res->conv1().use_reference();
+      res->conv2().use_reference();
+      if (res->projection()) res->projection()->use_reference();
+    }
+  }
+}
+
 void run_bench_train(const BenchTrainOptions& o) {
   if (o.batch < 1 || o.batch > 4096) throw ConfigError("--batch must be in [1, 4096]");
   if (o.threads < 1 || o.threads > 256) throw ConfigError("--threads must be in [1, 256]");
@@ -119,6 +136,7 @@ void run_bench_train(const BenchTrainOptions& o) {
   const model::ModelSpec spec = model::parse_model_spec(o.model, kClasses);
   model::Net net(spec, {0, 1, 28, 28}, kClasses);
   net.initialize(1);
+  if (o.im2col) use_im2col(net);
   auto optimizer = model::make_optimizer("adam");
 
   model::Tensor x({o.batch, 1, 28, 28});
@@ -141,21 +159,27 @@ void run_bench_train(const BenchTrainOptions& o) {
   };
 
   tbb::task_arena arena(o.threads);
-  auto rate = [&](auto body) {
+  // Conv and fc kernel times over the timed training runs (not the warm-up, whose first steps
+  // create oneDNN's kernels).
+  model::KernelProfile kernels;
+  auto rate = [&](auto body, model::KernelProfile* profile) {
     std::vector<double> rates;
     arena.execute([&] {
       for (int w = 0; w < 5; ++w) body();  // warm-up: buffers sized, caches filled
+      model::attach_kernel_profile(profile);
       for (int r = 0; r < o.repeats; ++r) {
         const auto start = Clock::now();
         for (int s = 0; s < o.steps; ++s) body();
         rates.push_back(static_cast<double>(o.steps) * o.batch /
                         std::chrono::duration<double>(Clock::now() - start).count());
       }
+      model::attach_kernel_profile(nullptr);
     });
     return median(rates);
   };
-  const double train_rate = rate(train_step);
-  const double infer_rate = rate(infer_step);
+  const double train_rate = rate(train_step, &kernels);
+  const double infer_rate = rate(infer_step, nullptr);
+  const Fp32Peak peak = measure_fp32_peak(o.threads);
   model::Net::Profile profile;
   if (o.per_layer) {  // one more timed run of training steps, with the clock around each layer
     net.attach_profile(&profile);
@@ -169,10 +193,46 @@ void run_bench_train(const BenchTrainOptions& o) {
   // neither side computes, is counted in, so the figure compares, not measures the FPU.
   const double gflops = net.flops_per_sample() * 3 * 2 * train_rate / 1e9;
 
-  std::printf("augflow bench train: %s, batch %d, %d threads\n", model::print_model_spec(spec).c_str(), o.batch,
-              o.threads);
+  std::printf("augflow bench train: %s, batch %d, %d threads%s\n", model::print_model_spec(spec).c_str(), o.batch,
+              o.threads, o.im2col ? ", convolutions as im2col + GEMM" : "");
   std::printf("train   %9.1f samples/s  (%.1f GFLOP/s)\n", train_rate, gflops);
   std::printf("infer   %9.1f samples/s\n", infer_rate);
+  // Per layer kind: the FLOPs each kernel computed over its own time. The fraction of peak is
+  // of the FMA loop's rate on the same threads (see apps/fp32_peak.hpp).
+  std::printf("peak    %9.1f GFLOP/s  (%d threads x %d FLOP/cycle (%d-float FMAs) x %.2f GHz, the clock an FMA "
+              "loop ran at)\n",
+              peak.gflops, peak.threads, peak.flop_per_cycle, peak.lanes, peak.ghz());
+  nlohmann::json kinds = nlohmann::json::object();
+  model::KernelStats conv_fc;
+  // Also per CPU second (of all the process's threads) against the per-core peak: on a shared
+  // machine the wall-clock figure drops with the load, this one barely does.
+  const double core_peak = peak.gflops / peak.threads;
+  std::printf("%-14s %10s %10s %9s %14s %9s\n", "kernel", "ms/step", "GFLOP/s", "of peak", "GFLOP/cpu-s", "of core");
+  auto kind_row = [&](const char* name, const model::KernelStats& k) {
+    if (k.seconds <= 0.0 || k.cpu_seconds <= 0.0) return;
+    const double g = k.flops / k.seconds / 1e9;
+    const double gc = k.flops / k.cpu_seconds / 1e9;
+    const double ms = k.seconds * 1e3 / (static_cast<double>(o.steps) * o.repeats);
+    std::printf("%-14s %10.2f %10.1f %8.1f%% %14.1f %8.1f%%\n", name, ms, g, 100 * g / peak.gflops, gc,
+                100 * gc / core_peak);
+    kinds[name] = {{"ms_per_step", ms},
+                   {"gflops", g},
+                   {"fraction_of_peak", g / peak.gflops},
+                   {"gflops_per_cpu_second", gc},
+                   {"fraction_of_core_peak_per_cpu_second", gc / core_peak}};
+  };
+  kind_row("conv_forward", kernels.conv_forward);
+  kind_row("conv_backward", kernels.conv_backward);
+  kind_row("fc_forward", kernels.fc_forward);
+  kind_row("fc_backward", kernels.fc_backward);
+  for (const auto* k : {&kernels.conv_forward, &kernels.conv_backward, &kernels.fc_forward, &kernels.fc_backward}) {
+    conv_fc.seconds += k->seconds;
+    conv_fc.cpu_seconds += k->cpu_seconds;
+    conv_fc.flops += k->flops;
+  }
+  kind_row("conv_fc", conv_fc);
+  const double conv_fc_gflops = conv_fc.seconds > 0 ? conv_fc.flops / conv_fc.seconds / 1e9 : 0.0;
+  const double conv_fc_cpu = conv_fc.cpu_seconds > 0 ? conv_fc.flops / conv_fc.cpu_seconds / 1e9 : 0.0;
   nlohmann::json layers = nlohmann::json::array();
   if (o.per_layer) {
     double total = 0.0;
@@ -192,9 +252,17 @@ void run_bench_train(const BenchTrainOptions& o) {
     write_json_report(o.json, {{"train_samples_per_second", train_rate},
                                {"infer_samples_per_second", infer_rate},
                                {"gflops", gflops},
+                               {"peak_gflops", peak.gflops},
+                               {"peak_ghz", peak.ghz()},
+                               {"peak_flop_per_cycle", peak.flop_per_cycle},
+                               {"conv_fc_gflops", conv_fc_gflops},
+                               {"fraction_of_peak", conv_fc_gflops / peak.gflops},
+                               {"fraction_of_core_peak_per_cpu_second", conv_fc_cpu / core_peak},
+                               {"kernels", kinds},
                                {"model", model::print_model_spec(spec)},
                                {"batch", o.batch},
                                {"threads", o.threads},
+                               {"conv_kernels", o.im2col || !model::DnnlConv::available() ? "im2col" : "onednn"},
                                {"steps", o.steps},
                                {"layers", layers}});
 }
@@ -217,6 +285,9 @@ void add_bench_train_command(CLI::App& bench) {
   cmd->add_flag("--per-layer", o->per_layer,
                "also time each layer's forward and backward (milliseconds per step) over one more\n"
                "run of --steps training steps; the JSON report gets a \"layers\" list");
+  cmd->add_flag("--im2col", o->im2col,
+               "run the convolutions as im2col + Eigen GEMM (the reference path) instead of oneDNN's\n"
+               "kernels, to compare the two");
   cmd->add_option("--train", o->train,
                   "measure the loader's cost instead: train one epoch of this data set (folder, list file,\n"
                   "fashion-mnist) from batches decoded and augmented beforehand, then one streamed by the\n"
@@ -225,7 +296,8 @@ void add_bench_train_command(CLI::App& bench) {
   cmd->add_option("--aug", o->aug,
                   "augmentation spec for --train (default: the one augflow train chooses from the data)");
   cmd->add_option("--json", o->json,
-                  "write a JSON report: train_samples_per_second, infer_samples_per_second, gflops, ...");
+                  "write a JSON report: train_samples_per_second, infer_samples_per_second, gflops,\n"
+                  "peak_gflops, fraction_of_peak (of the conv and fc kernels together), kernels, ...");
   cmd->callback([o] { run_bench_train(*o); });
 }
 

@@ -14,7 +14,7 @@ makes the linear layers about 5x slower, so this script refuses to run unless
 OpenBLAS is selected (and loaded).
 
 Usage:
-  /usr/bin/python3 bench/torch_train.py [--model cnn-small|mlp|twolayer]
+  /usr/bin/python3 bench/torch_train.py [--model cnn-small|resnet-mini|mlp|twolayer]
       [--batch 128] [--threads 2] [--steps 50] [--json FILE]
   /usr/bin/python3 bench/torch_train.py --check-blas   (only the BLAS check)
 """
@@ -28,7 +28,7 @@ import time
 
 from peer_common import blas_summary, check_blas
 
-MODELS = ("cnn-small", "mlp", "twolayer")
+MODELS = ("cnn-small", "resnet-mini", "mlp", "twolayer")
 CLASSES = 10
 INPUT_SHAPE = (1, 28, 28)
 WARMUP_STEPS = 5

@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <span>
 
 #include "common/error.hpp"
+#include "model/kernel_profile.hpp"
 #include "model/parallel.hpp"
 
 namespace augflow::model {
@@ -39,6 +41,19 @@ Conv2d::Conv2d(const Shape& in, int out, int kernel, int stride, int pad, bool b
   }
   bias_.regularized = false;
   set_param_prefix("conv");
+  if (DnnlConv::available())
+    dnnl_ = std::make_unique<DnnlConv>(ConvGeometry{c_, h_, w_, out_, k_, s_, p_, ho_, wo_, has_bias_});
+}
+
+bool Conv2d::prepare_fast_path(int n, bool backward) {
+  if (!dnnl_) return false;
+  const ChunkLayout layout(n);
+  const int sizes[2] = {layout.size, layout.end(layout.count - 1) - layout.begin(layout.count - 1)};
+  if (dnnl_->prepare(std::span<const int>(sizes, sizes[0] == sizes[1] ? 1 : 2), layout.count, weight_.value.data(),
+                     backward))
+    return true;
+  dnnl_.reset();  // oneDNN has no kernel for this shape: the reference path computes it
+  return false;
 }
 
 void Conv2d::set_param_prefix(const std::string& prefix) {
@@ -155,10 +170,20 @@ void Conv2d::forward(const Tensor& x, Tensor& y, const ForwardContext& ctx) {
   const int n = out.n;
   const int ckk = c_ * k_ * k_;
   const int hw = ho_ * wo_;
+  const std::size_t work = static_cast<std::size_t>(n) * out_ * hw * ckk;
+  const KernelTimer timer(&KernelProfile::conv_forward, 2.0 * static_cast<double>(work));
+  if (n > 0 && prepare_fast_path(n, false)) {
+    const std::size_t in_size = static_cast<std::size_t>(c_) * h_ * w_;
+    const std::size_t out_size = static_cast<std::size_t>(out_) * hw;
+    for_each_chunk(n, work, [&](int chunk, int begin, int end) {
+      dnnl_->forward(chunk, end - begin, x.data() + begin * in_size, has_bias_ ? bias_.value.data() : nullptr,
+                     y.data() + begin * out_size);
+    });
+    return;
+  }
   reserve_chunks(ChunkLayout(n).count, false);
   const ConstMatrixMap w(weight_.value.data(), out_, ckk);
   const Eigen::Map<const Eigen::VectorXf> b(bias_.value.data(), has_bias_ ? out_ : 0);
-  const std::size_t work = static_cast<std::size_t>(n) * out_ * hw * ckk;
   for_each_chunk(n, work, [&](int chunk, int begin, int end) {
     for (int i = begin; i < end; ++i) {
       const float* col = x.sample(i);
@@ -179,6 +204,40 @@ void Conv2d::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor
   const int ckk = c_ * k_ * k_;
   const int hw = ho_ * wo_;
   if (input_gradient_) dx.resize(x.shape());
+  const ChunkLayout layout(n);
+  const std::size_t work = static_cast<std::size_t>(n) * out_ * hw * ckk;
+  const KernelTimer timer(&KernelProfile::conv_backward, (input_gradient_ ? 4.0 : 2.0) * static_cast<double>(work));
+  if (n > 0 && prepare_fast_path(n, true)) {
+    if (static_cast<int>(dw_part_.size()) < layout.count) {
+      dw_part_.resize(layout.count);
+      db_part_.resize(layout.count);
+    }
+    const std::size_t in_size = static_cast<std::size_t>(c_) * h_ * w_;
+    const std::size_t out_size = static_cast<std::size_t>(out_) * hw;
+    for_each_chunk(n, work, [&](int chunk, int begin, int end) {
+      dw_part_[chunk].resize(weight_.value.size());
+      db_part_[chunk].resize(out_);
+      dnnl_->backward(chunk, end - begin, x.data() + begin * in_size, dy.data() + begin * out_size,
+                      dw_part_[chunk].data(), has_bias_ ? db_part_[chunk].data() : nullptr,
+                      input_gradient_ ? dx.data() + begin * in_size : nullptr);
+    });
+  } else {
+    backward_reference(x, dy, dx);
+  }
+  // Partial sums in chunk order: the same additions whatever ran where.
+  MatrixMap gw(weight_.grad.data(), out_, ckk);
+  for (int c = 0; c < layout.count; ++c) {
+    gw += ConstMatrixMap(dw_part_[c].data(), out_, ckk);
+    if (has_bias_)
+      Eigen::Map<Eigen::VectorXf>(bias_.grad.data(), out_) +=
+          Eigen::Map<const Eigen::VectorXf>(db_part_[c].data(), out_);
+  }
+}
+
+void Conv2d::backward_reference(const Tensor& x, const Tensor& dy, Tensor& dx) {
+  const int n = x.shape().n;
+  const int ckk = c_ * k_ * k_;
+  const int hw = ho_ * wo_;
   const ChunkLayout layout(n);
   reserve_chunks(layout.count, true);
   const ConstMatrixMap w(weight_.value.data(), out_, ckk);
@@ -211,14 +270,6 @@ void Conv2d::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor
       }
     }
   });
-  // Partial sums in chunk order: the same additions whatever ran where.
-  MatrixMap gw(weight_.grad.data(), out_, ckk);
-  for (int c = 0; c < layout.count; ++c) {
-    gw += ConstMatrixMap(dw_part_[c].data(), out_, ckk);
-    if (has_bias_)
-      Eigen::Map<Eigen::VectorXf>(bias_.grad.data(), out_) +=
-          Eigen::Map<const Eigen::VectorXf>(db_part_[c].data(), out_);
-  }
 }
 
 }  // namespace augflow::model

@@ -1,5 +1,8 @@
 // 2-D convolution ("convNkK[sS][pP]"): N output channels, K x K kernel, stride S, zero padding
-// P, over NCHW inputs, as im2col + GEMM (Caffe's scheme).
+// P, over NCHW inputs. Two paths compute it: oneDNN's direct convolution kernels (the fast path,
+// model/conv_dnnl.hpp: one thread per chunk, blocked layouts inside the chunk) when augflow is
+// built with oneDNN, and im2col + GEMM (Caffe's scheme, the reference, described below) without
+// it or where oneDNN has no kernel. Both keep the chunks and the chunk-order sums below.
 //
 // Per sample: col = im2col(x_i) is (C*K*K) x (Ho*Wo), y_i = W col + b with W the
 // out x (C*K*K) weight matrix (He-normal, std sqrt(2 / (C*K*K))), b one bias per output
@@ -15,9 +18,11 @@
 // API: internal to augflow::model; not installed.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "model/conv_dnnl.hpp"
 #include "model/layer.hpp"
 
 namespace augflow::model {
@@ -48,6 +53,11 @@ class Conv2d : public Layer {
   bool has_bias() const { return has_bias_; }
   /// Renames the parameters "<prefix>.weight" and "<prefix>.bias".
   void set_param_prefix(const std::string& prefix);
+  /// True while the layer runs oneDNN's kernels (model/conv_dnnl.hpp); false: im2col + GEMM,
+  /// the reference (builds without oneDNN, shapes oneDNN declines, or after use_reference()).
+  bool fast_path() const { return dnnl_ != nullptr; }
+  /// Switches to the im2col + GEMM reference path for good (tests compare the two).
+  void use_reference() { dnnl_.reset(); }
 
  private:
   bool pointwise() const { return k_ == 1 && s_ == 1 && p_ == 0; }
@@ -55,6 +65,10 @@ class Conv2d : public Layer {
   void col2im(const float* col, float* x) const;
   /// Grows the per-chunk buffers for `chunks` chunks (no shrinking).
   void reserve_chunks(int chunks, bool backward);
+  /// Readies the fast path for a batch of `n` (false: it declined, the layer now uses im2col).
+  bool prepare_fast_path(int n, bool backward);
+  /// im2col + GEMM backward: fills dw_part_/db_part_ per chunk and dx.
+  void backward_reference(const Tensor& x, const Tensor& dy, Tensor& dx);
 
   int c_, h_, w_;          // input channels, height, width
   int out_, k_, s_, p_;
@@ -66,6 +80,7 @@ class Conv2d : public Layer {
   std::vector<FloatBuffer> dcol_;    // per chunk: (C*K*K) x (Ho*Wo)
   std::vector<FloatBuffer> dw_part_; // per chunk: out x (C*K*K)
   std::vector<FloatBuffer> db_part_; // per chunk: out
+  std::unique_ptr<DnnlConv> dnnl_;   // the fast path (null: im2col + GEMM)
 };
 
 }  // namespace augflow::model

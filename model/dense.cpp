@@ -5,6 +5,8 @@
 
 #include "common/error.hpp"
 #include "common/format.hpp"
+#include "model/kernel_profile.hpp"
+#include "model/matmul_dnnl.hpp"
 #include "model/parallel.hpp"
 
 namespace augflow::model {
@@ -57,6 +59,7 @@ void Dense::forward(const Tensor& x, Tensor& y, const ForwardContext& ctx) {
   const Shape out = output_shape(x.shape());
   y.resize(out);
   const int n = out.n;
+  const KernelTimer timer(&KernelProfile::fc_forward, 2.0 * n * in_ * out_);
   masked_ = ctx.mode == Mode::train && drop_ > 0.0;
   const float* w_data = weight_.value.data();
   if (masked_) {
@@ -77,6 +80,14 @@ void Dense::forward(const Tensor& x, Tensor& y, const ForwardContext& ctx) {
   const Eigen::Map<const Eigen::RowVectorXf> b(bias_.value.data(), out_);
   const ConstMatrixMap xm(x.data(), n, in_);
   MatrixMap ym(y.data(), n, out_);
+  if (dnnl_matmul_available()) {
+    // y rows = x rows W^T + b: W^T is W read column by column.
+    for_each_chunk(n, static_cast<std::size_t>(n) * (in_ + out_) * 4, [&](int, int begin, int end) {
+      dnnl_matmul({x.data() + static_cast<std::size_t>(begin) * in_, end - begin, in_, in_, 1}, {w_data, in_, out_, 1, in_},
+                  y.data() + static_cast<std::size_t>(begin) * out_, out_, false, bias_.value.data());
+    });
+    return;
+  }
   for_each_chunk(n, static_cast<std::size_t>(n) * (in_ + out_) * 4, [&](int, int begin, int end) {
     auto block = ym.middleRows(begin, end - begin);
     block.noalias() = xm.middleRows(begin, end - begin) * w.transpose();
@@ -91,12 +102,17 @@ void Dense::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor&
   const ConstMatrixMap xm(x.data(), n, in_);
   const ConstMatrixMap dym(dy.data(), n, out_);
   const std::size_t work = static_cast<std::size_t>(n) * (in_ + out_) * 4;
+  const KernelTimer timer(&KernelProfile::fc_backward, (input_gradient_ ? 4.0 : 2.0) * n * in_ * out_);
   if (input_gradient_) {
     dx.resize(x.shape());
     MatrixMap dxm(dx.data(), n, in_);
     // dx = dy W (rows independent: chunks over the batch).
     for_each_chunk(n, work, [&](int, int begin, int end) {
-      dxm.middleRows(begin, end - begin).noalias() = dym.middleRows(begin, end - begin) * w;
+      if (dnnl_matmul_available())
+        dnnl_matmul({dy.data() + static_cast<std::size_t>(begin) * out_, end - begin, out_, out_, 1},
+                    {w.data(), out_, in_, in_, 1}, dx.data() + static_cast<std::size_t>(begin) * in_, in_, false, nullptr);
+      else
+        dxm.middleRows(begin, end - begin).noalias() = dym.middleRows(begin, end - begin) * w;
     });
   }
   // dW += dy^T x and db += column sums of dy: chunks over the OUTPUT rows of W, each a whole-
@@ -108,7 +124,17 @@ void Dense::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor&
   const bool masked = masked_;
   for_each_chunk(out_, work, [&](int, int begin, int end) {
     const int rows = end - begin;
-    if (masked) {
+    // dy^T's rows [begin, end): dy's columns, read with a row stride of 1.
+    const MatrixRef dyt{dy.data() + begin, rows, n, 1, out_};
+    const MatrixRef xr{x.data(), n, in_, in_, 1};
+    if (dnnl_matmul_available() && !masked) {
+      dnnl_matmul(dyt, xr, dw.data() + static_cast<std::size_t>(begin) * in_, in_, true, nullptr);
+    } else if (dnnl_matmul_available()) {
+      Matrix g(rows, in_);
+      dnnl_matmul(dyt, xr, g.data(), in_, false, nullptr);
+      const ConstMatrixMap m(mask + static_cast<std::size_t>(begin) * in_, rows, in_);
+      dw.middleRows(begin, rows).array() += g.array() * m.array();
+    } else if (masked) {
       const Matrix g = dym.middleCols(begin, rows).transpose() * xm;
       const ConstMatrixMap m(mask + static_cast<std::size_t>(begin) * in_, rows, in_);
       dw.middleRows(begin, rows).array() += g.array() * m.array();

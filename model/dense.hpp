@@ -2,7 +2,8 @@
 //
 // Dense ("fcN"): y = x W^T + b over the flattened input (N x in -> N x out), W is out x in,
 // Initialised as PyTorch's nn.Linear: W and b uniform in +-1/sqrt(in) (see dense.cpp for why
-// not He-normal).
+// not He-normal). The GEMMs run on oneDNN's matmul, one thread per chunk (model/matmul_dnnl.hpp),
+// or on Eigen without oneDNN: forward and dx in chunks of the batch, dW in chunks of W's rows.
 //
 // DropConnect (Wan et al. 2013, "Regularization of Neural Networks using DropConnect"): in
 // Mode::train each weight is kept with probability 1 - P. The paper draws one mask per sample;

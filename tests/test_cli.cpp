@@ -127,4 +127,22 @@ TEST(Cli, BenchTrainWritesTheContractKeys) {
   EXPECT_EQ(report.at("model"), "fc50-relu-fc10");
 }
 
+TEST(Cli, BenchTrainReportsTheKernelsFractionOfPeak) {
+  augflow::test::TempDir dir;
+  const auto json_path = dir.path() / "train.json";
+  const auto r = run("bench train --model conv4k3p1-relu-fc10 --batch 16 --steps 2 --repeats 1 --threads 2 --json " +
+                     json_path.string());
+  ASSERT_EQ(r.status, 0) << r.output;
+  std::ifstream in(json_path);
+  const auto report = nlohmann::json::parse(in);
+  // Any x86-64 core does at least 2 FLOP per cycle at 0.5 GHz; no kernel beats the FMA loop.
+  EXPECT_GT(report.at("peak_gflops").get<double>(), 1.0);
+  const double fraction = report.at("fraction_of_peak").get<double>();
+  EXPECT_GT(fraction, 0.0);
+  EXPECT_LE(fraction, 1.0);
+  for (const char* kind : {"conv_forward", "conv_backward", "fc_forward", "fc_backward", "conv_fc"})
+    EXPECT_GT(report.at("kernels").at(kind).at("gflops").get<double>(), 0.0) << kind;
+  EXPECT_NE(r.output.find("of peak"), std::string::npos) << r.output;
+}
+
 }  // namespace
