@@ -1125,14 +1125,20 @@ TEST(Loader, NextNeverBlocksForeverWhileTheConsumerHoldsEveryToken) {
 // ---------------------------------------------------------------------------------------------
 // The decoded-image cache
 
+/// What the data set's images take once decoded (the most a cache can hold of it).
+std::size_t decoded_bytes(const Dataset& data) {
+  std::size_t total = 0;
+  for (const auto& path : data.paths) {
+    const cv::Mat image = augment::decode_file(path).image;
+    total += image.total() * image.elemSize();
+  }
+  return total;
+}
+
 TEST(Loader, SharedImageCacheServesSeveralLoadersWithinItsBudget) {
   TempDir dir;
   const Dataset data = noise_folder(dir, 24, 3, 150, 220);
-  std::size_t total_bytes = 0;
-  for (const auto& path : data.paths) {
-    const cv::Mat image = augment::decode_file(path).image;
-    total_bytes += image.total() * image.elemSize();
-  }
+  const std::size_t total_bytes = decoded_bytes(data);
   const auto pipeline = spec(kTrainSpec);
   LoaderOptions own_o = options(8, 2, 2, 31);
   own_o.cache_mb = 100;
@@ -1185,11 +1191,7 @@ TEST(ImageCache, KeysByPathAndChannelsAndKeepsTheFirstWithinBudget) {
 TEST(Loader, DecodedImageCacheFillsAndDoesNotChangeTheBytes) {
   TempDir dir;
   const Dataset data = noise_folder(dir, 24, 3, 150, 220);
-  std::size_t total_bytes = 0;
-  for (const auto& path : data.paths) {
-    const cv::Mat image = augment::decode_file(path).image;
-    total_bytes += image.total() * image.elemSize();
-  }
+  const std::size_t total_bytes = decoded_bytes(data);
   ASSERT_GT(total_bytes, 2u << 20) << "the 1 MB budget must leave most images out";
   const auto pipeline = spec(kTrainSpec);
 
