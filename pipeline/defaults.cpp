@@ -34,6 +34,10 @@ std::string resnet_recipe(int crop, int min_side, int max_side) {
          std::to_string(crop) + ") | jitter(brightness=0.4,contrast=0.4) | normalize(imagenet)";
 }
 
+/// The crop of the ResNet recipe for a median short side m > 64: 224 for photos, else the
+/// multiple of 16 up to 7/8 of m (at least 64).
+int resnet_crop(int m) { return m >= 256 ? 224 : std::max(64, m * 7 / 8 / 16 * 16); }
+
 }  // namespace
 
 ImageSurvey survey_images(const Dataset& data, std::size_t max_files) {
@@ -75,7 +79,7 @@ std::string default_aug_for_files(int m) {
            std::to_string(pad) + "," + std::to_string(side) + ") | hflip | normalize(imagenet)";
   }
   if (m >= 256) return resnet_recipe(224, 256, 480);
-  const int crop = std::max(64, m * 7 / 8 / 16 * 16);
+  const int crop = resnet_crop(m);
   return resnet_recipe(crop, (crop * 8 + 6) / 7, (crop * 15 + 6) / 7);
 }
 
@@ -92,7 +96,7 @@ DataDefaults choose_data_defaults(const Dataset& data) {
                                      " image headers read could be decoded; check the files, or give --model "
                                      "and --aug yourself");
     d.aug = default_aug_for_files(s.median_short_side);
-    const bool small = s.median_short_side <= 64 || s.median_short_side * 7 / 8 / 16 * 16 < 96;
+    const bool small = s.median_short_side <= 64 || resnet_crop(s.median_short_side) < 96;
     d.model = small ? kSmallImageModel : kLargeImageModel;
     d.why = "median image " + std::to_string(s.median_width) + "x" + std::to_string(s.median_height) +
             " (short side " + std::to_string(s.median_short_side) + ", " + std::to_string(s.probed) +
