@@ -86,9 +86,11 @@ void add_train_command(CLI::App& app) {
   auto* c = &command->config;
   // The recipe a newcomer gets without flags (measured, see the README's fast recipes): one cycle
   // with warm-up rather than a constant rate, and label smoothing. The library's TrainConfig keeps
-  // the plain defaults; `--schedule constant --label-smoothing 0` is the plain recipe here too.
+  // the plain defaults; `--schedule constant --label-smoothing 0 --val-views center` is the plain
+  // recipe here too. Validation averages the mirror when training flips: what eval reports.
   c->schedule = "onecycle";
   c->label_smoothing = 0.1;
+  c->val_views = pipeline::kAutoValViews;
   auto* cmd = app.add_subcommand(
       "train",
       "Train a classifier: the loader streams augmented batches into the model; each epoch is\n"
@@ -144,6 +146,12 @@ void add_train_command(CLI::App& app) {
                   "train against softened targets: the true class gets 1-EPS+EPS/K and every class EPS/K\n"
                   "(K classes; e.g. 0.1), which keeps the model from growing over-confident. The training loss\n"
                   "in metrics.csv includes it; validation loss stays the plain cross-entropy; 0: off")
+      ->capture_default_str();
+  cmd->add_option("--val-views", c->val_views,
+                  "what each validation averages over: center (the centre crop), flip (the centre crop and\n"
+                  "its mirror, softmax probabilities averaged, as augflow eval's flip view: twice the validation\n"
+                  "compute), or auto: flip when the augmentation flips images (hflip), else center. The best\n"
+                  "checkpoint, early stopping and summary.json's accuracies follow it")
       ->capture_default_str();
   cmd->add_option("--batch", c->batch, "samples per batch")->capture_default_str();
   cmd->add_option("--optimizer", c->optimizer, "sgd, momentum, nesterov, adam or adamw")->capture_default_str();

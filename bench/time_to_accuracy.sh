@@ -28,7 +28,8 @@
 # and every validation (after each epoch and at the end); both sides lay the learning-rate
 # schedule over the budget from the clock (augflow train --budget; the peer does the same).
 # Both use 2 cores, the same augmentation (random crop of the zero-padded image + horizontal
-# flip, pixels / 255) and the same model. Runs alternate augflow, peer for each seed and budget
+# flip, pixels / 255), the same model and the same validation views (each test image and its
+# mirror, probabilities averaged: augflow's --val-views auto after hflip). Runs alternate augflow, peer for each seed and budget
 # so that a change in the machine's load hits both sides.
 #
 # Target: augflow's median final test accuracy at the first budget. Printed: each run, the

@@ -14,7 +14,9 @@ the same layers. The data and augmentation are augflow's:
   epoch by torchvision's ImageFolder in --workers DataLoader processes, with RandomCrop(size,
   padding=--pad) + RandomHorizontalFlip + ToTensor (augflow's `pad_crop(P,SIZE) | hflip |
   normalize(none)`).
-Validation: the test images as they are (x/255), model.eval() under torch.no_grad().
+Validation: the test images as they are (x/255) and their mirrors, softmax probabilities
+averaged (augflow's validation views after hflip; --val-views center: the images alone),
+model.eval() under torch.no_grad().
 
 The clock starts once torch is imported and its BLAS checked (as augflow's starts when
 training begins: its libraries are loaded by then); it includes reading the data, the
@@ -79,6 +81,9 @@ def parse_args():
                    help="random-crop padding (default 2 for fashion-mnist, 4 for folders)")
     p.add_argument("--channels-last", action="store_true",
                    help="run the model in torch.channels_last memory format")
+    p.add_argument("--val-views", default="flip", choices=("flip", "center"),
+                   help="validation views: the image and its mirror, probabilities averaged (augflow's "
+                        "default after hflip), or the image alone")
     p.add_argument("--json", help="write the summary (augflow's summary.json shape) here")
     args = p.parse_args()
     if (args.data is None) == (args.train is None):
@@ -203,12 +208,16 @@ def make_optimizer(args, params):
 
 # --- run ------------------------------------------------------------------------
 
-def evaluate(model, batches, memory_format):
+def evaluate(model, batches, memory_format, mirror):
+    """Top-1 accuracy; with `mirror`, of the softmax probabilities averaged over each image and
+    its left-right mirror (augflow train's --val-views flip, its default when training flips)."""
     model.eval()
     correct = total = 0
     with torch.no_grad():
         for x, y in batches:
             out = model(x.contiguous(memory_format=memory_format))
+            if mirror:
+                out = out.softmax(1) + model(x.flip(3).contiguous(memory_format=memory_format)).softmax(1)
             correct += int((out.argmax(1) == y).sum())
             total += len(y)
     model.train()
@@ -309,7 +318,7 @@ def main():
                 break
         epochs_done = epoch + ((batch_index + 1) / batches_per_epoch if done else 1.0)
         v0 = elapsed()
-        accuracy = evaluate(model, val_batches(), memory_format)
+        accuracy = evaluate(model, val_batches(), memory_format, args.val_views == "flip")
         validation_seconds = elapsed() - v0
         curve.append({"seconds": elapsed(), "epoch": epochs_done, "val_accuracy": accuracy})
         print("epoch %.2f: val acc %.4f at %.1f s (train loss %.4f, lr %.3g, %.0f images/s, "

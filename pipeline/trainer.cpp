@@ -66,16 +66,48 @@ void to_tensor(const Batch& batch, model::Tensor& x) {
   std::memcpy(x.data(), batch.data(), x.size() * sizeof(float));
 }
 
-EpochStats evaluate(model::Net& net, Loader& loader, std::uint64_t seed) {
+/// `x` (N x C x H x W) mirrored left to right, sample by sample: the flip view's second image.
+void mirror_horizontally(const model::Tensor& x, model::Tensor& mirrored) {
+  mirrored.resize(x.shape());
+  const auto& s = x.shape();
+  const std::size_t rows = static_cast<std::size_t>(s.n) * s.c * s.h;
+  for (std::size_t r = 0; r < rows; ++r) {
+    const float* in = x.data() + r * s.w;
+    std::reverse_copy(in, in + s.w, mirrored.data() + r * s.w);
+  }
+}
+
+/// The validation views (TrainConfig::val_views): "auto" is flip when the training spec flips
+/// images (the mirror is an image the model was trained on, and averaging it pays), else center.
+bool validates_with_mirror(const std::string& val_views, const augment::Pipeline& train) {
+  if (val_views == "center") return false;
+  if (val_views == "flip") return true;
+  if (val_views != kAutoValViews)
+    throw ConfigError("--val-views must be auto, center or flip, not '" + val_views + "'");
+  return std::ranges::any_of(train.transforms(), [](const auto& t) { return t->name() == "hflip"; });
+}
+
+/// Accuracy and NLL over the validation loader in test mode. With `mirror`, the softmax
+/// probabilities of each image and of its mirror are averaged (augflow eval's flip view).
+EpochStats evaluate(model::Net& net, Loader& loader, std::uint64_t seed, bool mirror) {
   EpochStats stats;
   double loss_sum = 0;
   std::size_t correct = 0;
-  model::Tensor x;
+  model::Tensor x, mirrored, probs, mirror_probs;
   loader.start_epoch(0);
   while (auto batch = loader.next()) {
     to_tensor(*batch, x);
     const model::ForwardContext ctx{model::Mode::test, seed, 0, 0, nullptr};
-    const auto r = model::softmax_cross_entropy(net.forward(x, ctx), batch->labels());
+    model::LossResult r;
+    if (!mirror) {
+      r = model::softmax_cross_entropy(net.forward(x, ctx), batch->labels());
+    } else {
+      model::softmax(net.forward(x, ctx), probs);
+      mirror_horizontally(x, mirrored);
+      model::softmax(net.forward(mirrored, ctx), mirror_probs);
+      for (std::size_t i = 0; i < probs.size(); ++i) probs[i] = 0.5f * (probs[i] + mirror_probs[i]);
+      r = model::nll_of_probabilities(probs, batch->labels());
+    }
     loss_sum += r.loss * batch->size();
     correct += static_cast<std::size_t>(r.correct);
     stats.images += static_cast<std::size_t>(batch->size());
@@ -279,7 +311,7 @@ nlohmann::json to_json(const TrainConfig& c) {
           {"early_stop", c.early_stop}, {"seed", c.seed}, {"threads", c.threads}, {"cache_mb", c.cache_mb},
           {"ema", c.ema}, {"snapshots", c.snapshots}, {"init", c.init}, {"freeze", c.freeze},
           {"budget_minutes", c.budget_minutes}, {"budget_epochs", c.budget_epochs}, {"warmup", c.warmup},
-          {"label_smoothing", c.label_smoothing}, {"out", c.out}};
+          {"label_smoothing", c.label_smoothing}, {"val_views", c.val_views}, {"out", c.out}};
 }
 
 TrainConfig train_config_from_json(const nlohmann::json& j) {
@@ -311,6 +343,7 @@ TrainConfig train_config_from_json(const nlohmann::json& j) {
     c.budget_epochs = j.value("budget_epochs", 0.0);
     c.warmup = j.value("warmup", 0.0);
     c.label_smoothing = j.value("label_smoothing", 0.0);
+    c.val_views = j.value("val_views", std::string("center"));  // runs before --val-views: the centre only
     c.out = j.at("out");
   } catch (const nlohmann::json::exception& e) {
     throw ConfigError(std::string("config.json of the run to resume is incomplete or malformed: ") + e.what());
@@ -397,6 +430,8 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
     throw ConfigError("--budget-epochs must be a number of epochs > 0 (e.g. 7.5)");
   if (c.budget_minutes > 0 && c.budget_epochs > 0)
     throw ConfigError("give --budget MINUTES or --budget-epochs E, not both");
+  if (c.val_views != kAutoValViews && c.val_views != "center" && c.val_views != "flip")
+    throw ConfigError("--val-views must be auto, center or flip, not '" + c.val_views + "'");
   if (!(c.warmup >= 0 && c.warmup < 1))
     throw ConfigError("--warmup is a fraction of the run in [0, 1) (e.g. 0.05), got " + format_number(c.warmup));
   if (!(c.label_smoothing >= 0 && c.label_smoothing < 1))
@@ -444,6 +479,11 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
   }
   auto train_pipeline = std::make_shared<const augment::Pipeline>(augment::parse_pipeline_any(aug));
   auto val_pipeline = std::make_shared<const augment::Pipeline>(augment::parse_pipeline(validation_spec(*train_pipeline)));
+  const bool val_mirror = validates_with_mirror(c.val_views, *train_pipeline);
+  if (val_mirror)
+    log("validation views: the centre crop and its mirror, probabilities averaged (augflow eval's flip view" +
+        std::string(c.val_views == kAutoValViews ? ", since the training flips images" : "") +
+        "; --val-views center for the centre only)");
 
   LoaderOptions train_options;
   train_options.batch_size = c.batch;
@@ -744,14 +784,14 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
     train_seconds += seconds;
     train_images += images;
     const auto validation_start = Clock::now();
-    const EpochStats val = evaluate(net, val_loader, c.seed);
+    const EpochStats val = evaluate(net, val_loader, c.seed, val_mirror);
     const double train_loss = images ? loss_sum / images : 0;
     const double train_accuracy = images ? static_cast<double>(correct) / images : 0;
     metrics << epoch + 1 << "," << train_loss << "," << train_accuracy << "," << val.loss << "," << val.accuracy
             << "," << lr << "," << seconds;
     if (!ema.empty()) {
       swap_ema();
-      const EpochStats ema_val = evaluate(net, val_loader, c.seed);
+      const EpochStats ema_val = evaluate(net, val_loader, c.seed, val_mirror);
       model::Checkpoint ema_ckpt;
       model::store_net(net, ema_ckpt);
       ema_ckpt.class_names = train_loader.dataset().class_names;

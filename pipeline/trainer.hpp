@@ -37,6 +37,8 @@ namespace augflow::pipeline {
 
 /// The --model value that asks for the model the data call for (pipeline/defaults.hpp).
 inline constexpr const char* kAutoModel = "auto";
+/// The --val-views value that follows the training spec (TrainConfig::val_views).
+inline constexpr const char* kAutoValViews = "auto";
 
 struct TrainConfig {
   std::string train;            ///< data source (folder, list file, fashion-mnist)
@@ -63,6 +65,11 @@ struct TrainConfig {
   double warmup = 0.0;
   /// Label smoothing eps in [0, 1) of the training loss (validation stays the plain NLL).
   double label_smoothing = 0.0;
+  /// What each validation averages over: "center" (the centre crop), "flip" (the centre crop and
+  /// its mirror, softmax probabilities averaged: augflow eval's flip view, twice the validation
+  /// compute) or kAutoValViews (flip when the training spec flips images, else center). The
+  /// best checkpoint, early stopping and summary.json's accuracies all follow it.
+  std::string val_views = "center";
   int batch = 64;
   std::string optimizer = "adam";
   double lr = 1e-3;

@@ -18,6 +18,7 @@
 #include "model/checkpoint.hpp"
 #include "model/config.hpp"
 #include "model/net.hpp"
+#include "pipeline/evaluator.hpp"
 #include "pipeline/trainer.hpp"
 #include "tests/fixtures.hpp"
 #include "tests/model_fixtures.hpp"
@@ -637,6 +638,51 @@ TEST(Train, WarmupLabelSmoothingAndBudgetSettings) {
     change(b);
     test::expect_throws_with([&] { train(b, [](const std::string&) {}); }, needle);
   }
+}
+
+// Validation with the centre and its mirror reports what augflow eval's flip view gives for the
+// same checkpoint and data; with the centre only, what its center view gives; and "auto"
+// follows the training spec's hflip.
+TEST(Train, ValidationViewsAreEvalsViews) {
+  test::TempDir dir;
+  write_colour_folder(dir, 8);
+  TrainConfig c = colour_config(dir);
+  c.val = c.train;  // eval can then read the validation data as a folder
+  c.epochs = 1;
+  const auto quiet = [](const std::string&) {};
+  int run = 0;
+  auto val_loss_of = [&](const std::string& views, const std::string& eval_views) {
+    c.val_views = views;
+    c.out = (dir.path() / ("run" + std::to_string(++run))).string();
+    train(c, quiet);
+    EvalConfig e;
+    e.data = c.val;
+    e.views = eval_views;
+    e.members = {c.out + "/last.ckpt"};
+    const EvalResult eval = evaluate(e, quiet);
+    const auto summary = read_json(c.out + "/summary.json");
+    EXPECT_DOUBLE_EQ(summary.at("final_val_accuracy").get<double>(), eval.metrics.top1) << views;
+    std::ifstream metrics(c.out + "/metrics.csv");
+    std::string header, row;
+    std::getline(metrics, header);
+    std::getline(metrics, row);
+    std::vector<std::string> fields;
+    std::stringstream cells(row);
+    for (std::string f; std::getline(cells, f, ',');) fields.push_back(f);
+    EXPECT_NEAR(std::stod(fields.at(3)), eval.metrics.nll, 1e-5) << views << " (val_loss in " << header << ")";
+    EXPECT_EQ(read_json(c.out + "/config.json").at("val_views"), views);
+    return std::stod(fields.at(3));
+  };
+  const double center = val_loss_of("center", "center");
+  const double flip = val_loss_of("flip", "flip");
+  EXPECT_NE(center, flip) << "the mirror must change what is averaged";
+  EXPECT_EQ(val_loss_of("auto", "flip"), flip) << "the training spec flips, so auto is flip";
+  c.aug = "pad_crop(0,32) | normalize(none)";
+  val_loss_of("auto", "center");  // no hflip in training, so auto is the centre only
+
+  c.out = (dir.path() / "bad").string();
+  c.val_views = "tencrop";
+  test::expect_throws_with([&] { train(c, quiet); }, "--val-views must be auto, center or flip");
 }
 
 TEST(Train, ResumeWithoutACheckpointIsAClearError) {
