@@ -1,5 +1,6 @@
 #include "model/batch_norm.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include "common/error.hpp"
@@ -61,6 +62,28 @@ double lane_sum(std::size_t len, Term&& term) {
   return total;
 }
 
+/// lane_sum of d and of d * d, d = p[j] - shift, in one read of p.
+void shifted_sums(const float* __restrict p, std::size_t len, float shift, double& sum, double& sum_sq) {
+  constexpr std::size_t kLanes = 16;
+  float lanes[kLanes] = {}, sq_lanes[kLanes] = {};
+  std::size_t j = 0;
+  for (; j + kLanes <= len; j += kLanes)
+    for (std::size_t l = 0; l < kLanes; ++l) {
+      const float d = p[j + l] - shift;
+      lanes[l] += d;
+      sq_lanes[l] += d * d;
+    }
+  double s = 0.0, sq = 0.0;
+  for (; j < len; ++j) {
+    const float d = p[j] - shift;
+    s += d;
+    sq += static_cast<double>(d) * d;
+  }
+  for (std::size_t l = 0; l < kLanes; ++l) s += lanes[l], sq += sq_lanes[l];
+  sum += s;
+  sum_sq += sq;
+}
+
 }  // namespace
 
 void BatchNorm::forward(const Tensor& x, Tensor& y, const ForwardContext& ctx) {
@@ -71,29 +94,40 @@ void BatchNorm::forward(const Tensor& x, Tensor& y, const ForwardContext& ctx) {
   const std::size_t hw = static_cast<std::size_t>(h_) * w_;
   const std::size_t per = shape.per_sample();
   const double count = static_cast<double>(n) * hw;
+  const bool relu = fused_relu_;
   for_each_range(c_, x.size(), [&](int c_begin, int c_end) {
     for (int c = c_begin; c < c_end; ++c) {
       if (train_) {
         if (n == 0) continue;
-        double sum = 0.0;
-        for (int i = 0; i < n; ++i) {
-          const float* __restrict p = x.data() + i * per + c * hw;
-          sum += lane_sum(hw, [p](std::size_t j) { return p[j]; });
+        // One read of the batch, per chunk of ChunkLayout(n): the sums of d = x - K and of d^2,
+        // K the mean of the chunk's first plane, which is close to the chunk's mean, so that
+        // E[d^2] - E[d]^2 does not cancel (the shifted-data algorithm; an unshifted one-pass
+        // variance would). The chunks' means and centred sums of squares are then combined in
+        // chunk order (Chan et al.): a fixed order, and one that each chunk's partials can
+        // enter from wherever they were computed.
+        double mean = 0.0, m2 = 0.0, seen = 0.0;
+        const ChunkLayout layout(n);
+        for (int chunk = 0; chunk < layout.count; ++chunk) {
+          const float* first = x.data() + layout.begin(chunk) * per + c * hw;
+          const float shift = static_cast<float>(lane_sum(hw, [first](std::size_t j) { return first[j]; }) / hw);
+          double sum = 0.0, sum_sq = 0.0;
+          for (int i = layout.begin(chunk); i < layout.end(chunk); ++i)
+            shifted_sums(x.data() + i * per + c * hw, hw, shift, sum, sum_sq);
+          const double values = static_cast<double>(layout.end(chunk) - layout.begin(chunk)) * hw;
+          const double chunk_mean = shift + sum / values;
+          const double chunk_m2 = std::max(0.0, sum_sq - sum * sum / values);
+          const double total = seen + values, delta = chunk_mean - mean;
+          mean += delta * values / total;
+          m2 += chunk_m2 + delta * delta * seen * values / total;
+          seen = total;
         }
-        const double mean = sum / count;
-        const float m = static_cast<float>(mean);
-        double sq = 0.0;
-        for (int i = 0; i < n; ++i) {
-          const float* __restrict p = x.data() + i * per + c * hw;
-          sq += lane_sum(hw, [p, m](std::size_t j) { return (p[j] - m) * (p[j] - m); });
-        }
-        const double var = sq / count;  // biased: what the batch is normalised with
-        mean_[c] = m;
+        const double var = m2 / count;  // biased: what the batch is normalised with
+        mean_[c] = static_cast<float>(mean);
         inv_std_[c] = static_cast<float>(1.0 / std::sqrt(var + kEps));
         running_mean_[c] = static_cast<float>((1.0 - kMomentum) * running_mean_[c] + kMomentum * mean);
         if (count > 1)
           running_var_[c] = static_cast<float>((1.0 - kMomentum) * running_var_[c] +
-                                               kMomentum * sq / (count - 1.0));
+                                               kMomentum * m2 / (count - 1.0));
       } else {
         mean_[c] = running_mean_[c];
         inv_std_[c] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(running_var_[c]) + kEps));
@@ -103,30 +137,52 @@ void BatchNorm::forward(const Tensor& x, Tensor& y, const ForwardContext& ctx) {
       for (int i = 0; i < n; ++i) {
         const float* __restrict p = x.data() + i * per + c * hw;
         float* __restrict q = y.data() + i * per + c * hw;
-        for (std::size_t j = 0; j < hw; ++j) q[j] = p[j] * scale + shift;
+        if (relu) {
+          for (std::size_t j = 0; j < hw; ++j) {
+            const float z = p[j] * scale + shift;
+            q[j] = z > 0.0f ? z : 0.0f;
+          }
+        } else {
+          for (std::size_t j = 0; j < hw; ++j) q[j] = p[j] * scale + shift;
+        }
       }
     }
   });
 }
 
 void BatchNorm::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) {
-  (void)y;
   const Shape shape = x.shape();
   dx.resize(shape);
   const int n = shape.n;
   const std::size_t hw = static_cast<std::size_t>(h_) * w_;
   const std::size_t per = shape.per_sample();
   const double count = static_cast<double>(n) * hw;
+  // With the fused ReLU the normalised value's gradient is dy where the output is positive and 0
+  // elsewhere; reading the mask from y (every load unconditional) keeps the loops branch-free.
+  const bool relu = fused_relu_;
   for_each_range(c_, x.size(), [&](int c_begin, int c_end) {
     for (int c = c_begin; c < c_end; ++c) {
       const float m = mean_[c];
       const double inv_std = inv_std_[c];
+      // Per chunk in double, then added in chunk order (as the statistics above).
       double sum_dy = 0.0, sum_dy_centred = 0.0;
-      for (int i = 0; i < n; ++i) {
+      const ChunkLayout layout(n);
+      for (int chunk = 0; chunk < layout.count; ++chunk) {
+        double chunk_dy = 0.0, chunk_dy_centred = 0.0;
+        for (int i = layout.begin(chunk); i < layout.end(chunk); ++i) {
         const float* __restrict p = x.data() + i * per + c * hw;
         const float* __restrict g = dy.data() + i * per + c * hw;
-        sum_dy += lane_sum(hw, [g](std::size_t j) { return g[j]; });
-        sum_dy_centred += lane_sum(hw, [p, g, m](std::size_t j) { return g[j] * (p[j] - m); });
+          if (relu) {
+            const float* __restrict o = y.data() + i * per + c * hw;
+            chunk_dy += lane_sum(hw, [g, o](std::size_t j) { return o[j] > 0.0f ? g[j] : 0.0f; });
+            chunk_dy_centred += lane_sum(hw, [p, g, o, m](std::size_t j) { return (o[j] > 0.0f ? g[j] : 0.0f) * (p[j] - m); });
+          } else {
+            chunk_dy += lane_sum(hw, [g](std::size_t j) { return g[j]; });
+            chunk_dy_centred += lane_sum(hw, [p, g, m](std::size_t j) { return g[j] * (p[j] - m); });
+          }
+        }
+        sum_dy += chunk_dy;
+        sum_dy_centred += chunk_dy_centred;
       }
       const double sum_dy_xhat = sum_dy_centred * inv_std;
       gamma_.grad[c] += static_cast<float>(sum_dy_xhat);
@@ -146,7 +202,12 @@ void BatchNorm::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Ten
         const float* __restrict p = x.data() + i * per + c * hw;
         const float* __restrict g = dy.data() + i * per + c * hw;
         float* __restrict d = dx.data() + i * per + c * hw;
-        for (std::size_t j = 0; j < hw; ++j) d[j] = kf * g[j] + slope * (p[j] - m) + offset;
+        if (relu) {
+          const float* __restrict o = y.data() + i * per + c * hw;
+          for (std::size_t j = 0; j < hw; ++j) d[j] = kf * (o[j] > 0.0f ? g[j] : 0.0f) + slope * (p[j] - m) + offset;
+        } else {
+          for (std::size_t j = 0; j < hw; ++j) d[j] = kf * g[j] + slope * (p[j] - m) + offset;
+        }
       }
     }
   });

@@ -10,6 +10,10 @@
 // y = gamma * (x - mean) / sqrt(var + eps) + beta, eps = 1e-5; gamma (1) and beta (0) are
 // trained but not regularised; running mean and variance are state() (saved, not trained).
 // Sums are accumulated in double, one channel per task, so results do not depend on threads.
+// The batch statistics take one read of the batch (shifted sums of x and x^2, see forward).
+// With set_fused_relu(true) the layer is "bn" followed by ReLU in one pass: y = max(0, bn(x)),
+// and backward takes the ReLU's mask from y (a layer that owns both, such as a residual block,
+// saves the ReLU's read and write of the whole activation each way).
 //
 // API: internal to augflow::model; not installed.
 #pragma once
@@ -40,6 +44,8 @@ class BatchNorm : public Layer {
   Param& beta() { return beta_; }
   Tensor& running_mean() { return running_mean_; }
   Tensor& running_var() { return running_var_; }
+  /// Applies a ReLU to the output in the same pass (and its mask in backward).
+  void set_fused_relu(bool fused) { fused_relu_ = fused; }
   /// Renames the parameters "<prefix>.gamma" and "<prefix>.beta".
   void set_param_prefix(const std::string& prefix);
 
@@ -50,6 +56,7 @@ class BatchNorm : public Layer {
   Tensor running_mean_;  // 1 x C x 1 x 1
   Tensor running_var_;   // 1 x C x 1 x 1
   bool train_ = false;             // the mode of the last forward
+  bool fused_relu_ = false;
   std::vector<float> mean_;        // per channel: the mean the last forward used
   std::vector<float> inv_std_;     // per channel: 1 / sqrt(var + eps) of the last forward
 };

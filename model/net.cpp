@@ -20,6 +20,7 @@
 #include <string>
 
 #include "common/error.hpp"
+#include "model/batch_norm.hpp"
 
 namespace augflow::model {
 namespace {
@@ -123,6 +124,22 @@ Net::Net(const ModelSpec& spec, Shape input, int classes) : spec_(spec), input_(
   activations_.resize(layers_.size());
   gradients_.resize(layers_.size());
   layers_.front()->set_input_gradient(false);  // nothing consumes d(loss)/d(data)
+  // "bn-relu": the batch norm applies the ReLU in its own passes and the ReLU layer passes its
+  // input through, which saves a read and a write of the activation each way (the same values:
+  // BatchNorm.FusedReluEqualsBatchNormThenRelu).
+  passes_through_.assign(layers_.size(), false);
+  for (std::size_t i = 0; i + 1 < layers_.size(); ++i) {
+    auto* bn = dynamic_cast<BatchNorm*>(layers_[i].get());
+    if (bn && layers_[i + 1]->spec() == "relu" && !passes_through_[i]) {
+      bn->set_fused_relu(true);
+      passes_through_[i + 1] = true;
+    }
+  }
+}
+
+const Tensor& Net::output_of(std::size_t i) const {
+  while (passes_through_[i]) --i;  // layer 0 never passes through
+  return activations_[i];
 }
 
 void Net::initialize(std::uint64_t seed) {
@@ -139,6 +156,7 @@ const Tensor& Net::forward(const Tensor& x, ForwardContext ctx) {
   const Tensor* in = &x;
   const Mode mode = ctx.mode;
   for (std::size_t i = 0; i < layers_.size(); ++i) {
+    if (passes_through_[i]) continue;  // a ReLU fused into the batch norm before it
     ctx.layer_index = static_cast<int>(i);
     ctx.mode = i < frozen_ ? Mode::test : mode;
     const auto start = profile_ ? Clock::now() : Clock::time_point{};
@@ -147,7 +165,7 @@ const Tensor& Net::forward(const Tensor& x, ForwardContext ctx) {
     in = &activations_[i];
   }
   input_batch_ = &x;
-  return activations_.back();
+  return output_of(layers_.size() - 1);
 }
 
 void Net::backward(const Tensor& dlogits) {
@@ -159,12 +177,14 @@ void Net::backward(const Tensor& dlogits) {
   // batch, so no buffer is regrown (and zero-filled by std::vector) every step. Two tensors
   // used in turn would halve the memory but regrow at every layer whose input is larger than
   // its output (pooling), which cost about 5% of a cnn-small step.
+  const Tensor* dy = &dlogits;
   for (std::size_t k = layers_.size(); k-- > frozen_;) {
-    const Tensor& x = k == 0 ? *input_batch_ : activations_[k - 1];
-    const Tensor& dy = k + 1 == layers_.size() ? dlogits : gradients_[k + 1];
+    if (passes_through_[k]) continue;  // its batch norm applies the ReLU's mask
+    const Tensor& x = k == 0 ? *input_batch_ : output_of(k - 1);
     const auto start = profile_ ? Clock::now() : Clock::time_point{};
-    layers_[k]->backward(x, activations_[k], dy, gradients_[k]);
+    layers_[k]->backward(x, activations_[k], *dy, gradients_[k]);
     if (profile_) profile_->backward_seconds[k] += seconds_since(start);
+    dy = &gradients_[k];
   }
 }
 

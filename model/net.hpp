@@ -78,6 +78,9 @@ class Net {
   std::vector<Shape> shapes_;          // shapes_[i] = input of layer i; back() = output
   std::vector<Tensor> activations_;    // activations_[i] = output of layer i
   std::vector<Tensor> gradients_;      // gradients_[i] = d(loss)/d(input of layer i)
+  std::vector<bool> passes_through_;   // a ReLU fused into the batch norm before it: no work of its own
+  /// The output of layer i: activations_[i], or its input's for a layer that passes through.
+  const Tensor& output_of(std::size_t i) const;
   const Tensor* input_batch_ = nullptr;
   std::size_t frozen_ = 0;
   Profile* profile_ = nullptr;

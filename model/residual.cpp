@@ -15,6 +15,7 @@ Residual::Residual(const Shape& in, int out, int stride, double survival, bool b
   const Shape mid = conv1_.output_shape({1, in.c, in.h, in.w});
   if (batch_norm) {
     bn1_ = std::make_unique<BatchNorm>(mid);
+    bn1_->set_fused_relu(true);  // conv1 -> bn1 -> relu: the ReLU runs inside bn1's passes
     bn2_ = std::make_unique<BatchNorm>(mid);
   }
   if (!(survival_ > 0.0 && survival_ <= 1.0))
@@ -96,13 +97,17 @@ void Residual::forward(const Tensor& x, Tensor& y, const ForwardContext& ctx) {
   const Shape out = output_shape(x.shape());
   const int n = out.n;
   conv1_.forward(x, c1_, ctx);
-  const Tensor* a1 = &c1_;  // the first conv's normalised output (or the conv's own, b0)
   if (bn1_) {
-    bn1_->forward(c1_, b1_, ctx);
-    a1 = &b1_;
+    bn1_->forward(c1_, r1_, ctx);  // batch norm and the ReLU in one pass (set_fused_relu)
+  } else {
+    r1_.resize(c1_.shape());
+    const std::size_t mid_per = c1_.shape().per_sample();
+    for_each_chunk(n, c1_.size(), [&](int, int begin, int end) {  // elementwise: any split gives the same
+      const float* __restrict in = c1_.data() + begin * mid_per;
+      float* __restrict r = r1_.data() + begin * mid_per;
+      for (std::size_t j = 0, len = (end - begin) * mid_per; j < len; ++j) r[j] = in[j] > 0.0f ? in[j] : 0.0f;
+    });
   }
-  r1_.resize(a1->shape());
-  for (std::size_t i = 0; i < a1->size(); ++i) r1_[i] = (*a1)[i] > 0.0f ? (*a1)[i] : 0.0f;
   conv2_.forward(r1_, c2_, ctx);
   const Tensor* branch = &c2_;
   if (bn2_) {
@@ -169,13 +174,18 @@ void Residual::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tens
     d_c2 = &d_c2_;
   }
   conv2_.backward(r1_, c2_, *d_c2, d_r1_);
-  const Tensor& a1 = bn1_ ? b1_ : c1_;
-  d_b1_.resize(a1.shape());
-  for (std::size_t i = 0; i < a1.size(); ++i) d_b1_[i] = a1[i] > 0.0f ? d_r1_[i] : 0.0f;
-  const Tensor* d_c1 = &d_b1_;
+  const Tensor* d_c1 = &d_c1_;
   if (bn1_) {
-    bn1_->backward(c1_, b1_, d_b1_, d_c1_);
-    d_c1 = &d_c1_;
+    bn1_->backward(c1_, r1_, d_r1_, d_c1_);  // takes the ReLU's mask from r1_
+  } else {
+    d_c1_.resize(c1_.shape());
+    const std::size_t mid_per = c1_.shape().per_sample();
+    for_each_chunk(n, c1_.size(), [&](int, int begin, int end) {
+      const float* __restrict a = c1_.data() + begin * mid_per;
+      const float* __restrict g = d_r1_.data() + begin * mid_per;
+      float* __restrict d = d_c1_.data() + begin * mid_per;
+      for (std::size_t j = 0, len = (end - begin) * mid_per; j < len; ++j) d[j] = a[j] > 0.0f ? g[j] : 0.0f;
+    });
   }
   // The convs that read x skip their dx when this block's input needs no gradient.
   conv1_.set_input_gradient(input_gradient_);
@@ -192,7 +202,12 @@ void Residual::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tens
     d_short = &d_px_;
   }
   if (!input_gradient_) return;
-  for (std::size_t i = 0; i < dx.size(); ++i) dx[i] += (*d_short)[i];
+  const std::size_t in_per = dx.shape().per_sample();
+  for_each_chunk(n, dx.size(), [&](int, int begin, int end) {
+    const float* __restrict s = d_short->data() + begin * in_per;
+    float* __restrict d = dx.data() + begin * in_per;
+    for (std::size_t j = 0, len = (end - begin) * in_per; j < len; ++j) d[j] += s[j];
+  });
 }
 
 }  // namespace augflow::model

@@ -714,6 +714,59 @@ TEST(BatchNorm, TrainNormalisesAndUpdatesRunningStatistics) {
   for (Param* p : bn.params()) EXPECT_FALSE(p->regularized);
 }
 
+// The statistics take one read of the batch (shifted sums): a channel whose values sit far from
+// 0 with a small spread still gets its variance right, where an unshifted E[x^2] - E[x]^2 in
+// float would lose it to cancellation.
+TEST(BatchNorm, OnePassStatisticsSurviveALargeOffset) {
+  const Shape in{8, 1, 8, 8};
+  Tensor x = make_input(in, Input::uniform, 3), y;  // uniform in [-1, 1]: variance 1/3
+  double sum = 0, sq = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    x[i] = 1000.0f + 0.01f * x[i];
+    sum += x[i];
+  }
+  const double mean = sum / x.size();
+  for (std::size_t i = 0; i < x.size(); ++i) sq += (x[i] - mean) * (x[i] - mean);
+  BatchNorm bn(in);
+  bn.running_var().fill(0.0f);  // so that the float holds the batch's part alone: 0.1 var
+  bn.forward(x, y, train_context());
+  EXPECT_NEAR(bn.running_mean()[0], 0.1 * mean, 1e-3);
+  const double unbiased = sq / (x.size() - 1.0);
+  EXPECT_NEAR(bn.running_var()[0] / 0.1, unbiased, 1e-3 * unbiased);
+}
+
+// set_fused_relu: the same values as bn followed by a ReLU layer, forward and backward.
+TEST(BatchNorm, FusedReluEqualsBatchNormThenRelu) {
+  const Shape in{6, 3, 5, 5};
+  const Tensor x = make_input(in, Input::uniform, 4), dy = make_input(in, Input::uniform, 5);
+  BatchNorm plain(in), fused(in);
+  fused.set_fused_relu(true);
+  for (BatchNorm* bn : {&plain, &fused}) {
+    bn->gamma().value.storage() = {1.5f, 0.5f, -1.0f};
+    bn->beta().value.storage() = {0.2f, -0.3f, 0.0f};
+  }
+  Tensor normalised, relu_out, fused_out;
+  plain.forward(x, normalised, train_context());
+  auto relu = make_layer({"relu", {}}, in);
+  relu->forward(normalised, relu_out, train_context());
+  fused.forward(x, fused_out, train_context());
+  ASSERT_EQ(fused_out.size(), relu_out.size());
+  for (std::size_t i = 0; i < x.size(); ++i) ASSERT_EQ(fused_out[i], relu_out[i]) << i;
+  std::size_t zeros = 0;
+  for (float v : fused_out.values()) zeros += v == 0.0f;
+  EXPECT_GT(zeros, x.size() / 5) << "the test must exercise the mask";
+
+  Tensor d_normalised, dx_plain, dx_fused;
+  relu->backward(normalised, relu_out, dy, d_normalised);
+  plain.backward(x, normalised, d_normalised, dx_plain);
+  fused.backward(x, fused_out, dy, dx_fused);
+  for (std::size_t i = 0; i < x.size(); ++i) EXPECT_NEAR(dx_fused[i], dx_plain[i], 1e-5) << i;
+  for (int c = 0; c < 3; ++c) {
+    EXPECT_NEAR(fused.gamma().grad[c], plain.gamma().grad[c], 1e-4) << c;
+    EXPECT_NEAR(fused.beta().grad[c], plain.beta().grad[c], 1e-4) << c;
+  }
+}
+
 TEST(BatchNorm, TestModeUsesRunningStatistics) {
   BatchNorm bn({1, 2, 1, 1});
   bn.running_mean().storage() = {1.0f, -2.0f};

@@ -199,6 +199,51 @@ TEST(Net, BackwardMatchesCentralDifferences) {
   EXPECT_EQ(net.params()[0]->grad[0], 0.0f);
 }
 
+// "bn-relu" runs as one pass (the batch norm applies the ReLU, the ReLU layer passes its input
+// through): the network's logits and gradients are those of the same layers run one by one.
+TEST(Net, FusedBatchNormReluGivesTheLayersResults) {
+  const ModelSpec spec = parse_model_spec("conv4k3p1-bn-relu-fc3", 3);
+  Net net(spec, {0, 2, 5, 5}, 3);
+  net.initialize(7);
+  std::vector<LayerPtr> layers;
+  Shape shape{1, 2, 5, 5};
+  for (const auto& token : spec.layers) {
+    layers.push_back(make_layer(token, shape));
+    shape = layers.back()->output_shape(shape);
+  }
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    auto mine = layers[i]->params(), theirs = net.layer(i).params();
+    ASSERT_EQ(mine.size(), theirs.size());
+    for (std::size_t k = 0; k < mine.size(); ++k) {
+      mine[k]->value = theirs[k]->value;
+      mine[k]->grad = Tensor(theirs[k]->value.shape());
+    }
+  }
+  const Tensor x = test::random_tensor({6, 2, 5, 5}, 3), dlogits = test::random_tensor({6, 3, 1, 1}, 4);
+  ForwardContext ctx{Mode::train, 1, 0, 0, nullptr};
+  std::vector<Tensor> outputs(layers.size()), gradients(layers.size());
+  const Tensor* in = &x;
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    ctx.layer_index = static_cast<int>(i);
+    layers[i]->forward(*in, outputs[i], ctx);
+    in = &outputs[i];
+  }
+  net.zero_grad();
+  const Tensor& logits = net.forward(x, {Mode::train, 1, 0, 0, nullptr});
+  ASSERT_EQ(logits.size(), outputs.back().size());
+  for (std::size_t i = 0; i < logits.size(); ++i) EXPECT_EQ(logits[i], outputs.back()[i]) << i;
+  for (std::size_t i = layers.size(); i-- > 0;)
+    layers[i]->backward(i == 0 ? x : outputs[i - 1], outputs[i], i + 1 == layers.size() ? dlogits : gradients[i + 1],
+                        gradients[i]);
+  net.backward(dlogits);
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    auto mine = layers[i]->params(), theirs = net.layer(i).params();
+    for (std::size_t k = 0; k < mine.size(); ++k)
+      for (std::size_t j = 0; j < mine[k]->grad.size(); ++j)
+        EXPECT_NEAR(theirs[k]->grad[j], mine[k]->grad[j], 1e-5) << theirs[k]->name << "[" << j << "]";
+  }
+}
+
 TEST(Net, CheckpointRestoresTheSameOutputs) {
   test::TempDir dir;
   const ModelSpec spec = parse_model_spec("cnn-small", 10);
