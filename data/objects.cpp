@@ -23,29 +23,32 @@ constexpr double kPi = std::numbers::pi;
 // The difficulty knobs, in one place. Ranges are uniform unless said otherwise.
 // Objects in photos are mostly upright: a full turn made a small CNN learn rotation invariance
 // from scratch, and cnn-small stayed at chance for minutes (20,000 images, 32 px).
-constexpr double kRotationMaxDeg = 25;                      // rotation in [-max, max] degrees
+constexpr double kRotationMaxDeg = 35;                      // rotation in [-max, max] degrees
 constexpr double kScaleMin = 0.4, kScaleMax = 0.9;          // circumradius / half short side
 constexpr double kAspectMax = 1.25;                         // stretch in [1/max, max], log-uniform
 // Photos frame their subject: the centre moves by at most this fraction of the frame. (Anywhere
 // in the frame, small objects left cnn-small, whose fc layer sees every position apart, near
 // chance for minutes.)
-constexpr double kCentreJitter = 0.12;
-constexpr double kObjectContrastMin = 120;                  // object vs background mean, RGB distance
+constexpr double kCentreJitter = 0.15;
+constexpr double kObjectContrastMin = 100;                  // object vs background mean, RGB distance
 // ... and in luma: JPEG keeps chroma at half resolution (4:2:0), which at 32 px blurs an edge
 // that is colour only into a smudge (cnn-small learnt half as fast from such JPEGs as from PNGs).
-constexpr double kObjectLumaContrastMin = 50;
+constexpr double kObjectLumaContrastMin = 40;
 constexpr double kShadeMax = 60;                            // object shade: colour +- this per channel
 constexpr double kTextureDeltaMax = 45;                     // second background colour: first +- this
-constexpr int kDistractorsMin = 1, kDistractorsMax = 4;
-constexpr double kBlobProbability = 0.5, kInFrontProbability = 0.25;
+constexpr int kDistractorsMin = 2, kDistractorsMax = 5;
+constexpr double kBlobProbability = 0.5, kInFrontProbability = 0.3;
+// Clutter that looks like the classes: a share of the distractors are small shapes of any class
+// (photos hold more than their subject), so a model must tell the subject from the clutter.
+constexpr double kDecoyProbability = 0.35, kDecoyScaleMin = 0.15, kDecoyScaleMax = 0.3;  // as kScale*
 constexpr double kStrokeWidthMin = 2, kStrokeWidthMax = 4;  // % of the short side
 // Each of a stroke's two segments, fraction of the frame. Strokes across the whole frame drew
 // more edges than the object and kept cnn-small near chance (20 % after 5 epochs of 20,000).
 constexpr double kStrokeLengthMin = 0.1, kStrokeLengthMax = 0.3;
 constexpr double kBlobRadiusMin = 0.04, kBlobRadiusMax = 0.1;
 constexpr double kContrastMin = 0.7, kContrastMax = 1.25, kBrightnessMax = 40;
-constexpr double kBlurProbability = 0.2, kBlurSigmaMin = 0.4, kBlurSigmaMax = 1.1;
-constexpr double kNoiseSigmaMin = 2, kNoiseSigmaMax = 6;
+constexpr double kBlurProbability = 0.3, kBlurSigmaMin = 0.4, kBlurSigmaMax = 1.1;
+constexpr double kNoiseSigmaMin = 3, kNoiseSigmaMax = 9;
 
 // Zero mean, unit variance, bell-shaped: the sum of four 16-bit uniforms from one draw
 // (Irwin-Hall). Pixel noise needs no exact Gaussian tails, and Rng::normal's log and cos were
@@ -173,6 +176,13 @@ cv::Mat distractor_mask(const Distractor& d, cv::Size size) {
     return cv::Point(cv::saturate_cast<int>(p.x * size.width * (1 << kShift)),
                      cv::saturate_cast<int>(p.y * size.height * (1 << kShift)));
   };
+  if (d.decoy_label >= 0) {
+    const double radius = d.b.x * short_side / 2, a = d.angle_deg * kPi / 180;
+    const cv::Point2d centre(d.a.x * size.width - 0.5, d.a.y * size.height - 0.5);
+    return polygon_mask(shape_outline(d.decoy_label), size, [&](cv::Point2d p) {
+      return centre + radius * cv::Point2d(std::cos(a) * p.x - std::sin(a) * p.y, std::sin(a) * p.x + std::cos(a) * p.y);
+    });
+  }
   cv::Mat mask = cv::Mat::zeros(size, CV_8U);
   if (d.blob) {
     const cv::Size axes(cv::saturate_cast<int>(d.b.x * short_side * (1 << kShift)),
@@ -261,7 +271,12 @@ ObjectsScene sample_objects_scene(std::uint64_t seed, std::uint64_t index, int l
     d.in_front = rng.bernoulli(kInFrontProbability);
     d.colour = random_colour(rng);
     d.a = {rng.uniform(-0.1, 1.1), rng.uniform(-0.1, 1.1)};
-    if (d.blob) {
+    if (rng.bernoulli(kDecoyProbability)) {
+      d.blob = false;
+      d.decoy_label = static_cast<int>(rng.uniform_int(0, static_cast<std::int64_t>(kObjectClassNames.size()) - 1));
+      d.b = {rng.uniform(kDecoyScaleMin, kDecoyScaleMax), 0};
+      d.angle_deg = rng.uniform(-kRotationMaxDeg, kRotationMaxDeg);
+    } else if (d.blob) {
       d.b = {rng.uniform(kBlobRadiusMin, kBlobRadiusMax), rng.uniform(kBlobRadiusMin, kBlobRadiusMax)};
       d.angle_deg = rng.uniform(0, 180);
     } else {

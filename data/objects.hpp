@@ -34,8 +34,13 @@ inline constexpr std::uint64_t kSceneStream = 1;
 /// How the background is textured before the object and clutter are drawn.
 enum class BackgroundKind { smooth_noise, stripes, gradient };
 
-/// A stroke or blob of another colour, drawn behind or over the object.
+/// A stroke, blob or decoy of another colour, drawn behind or over the object.
 struct Distractor {
+  /// A decoy: a small shape of class decoy_label (any class, drawn independently of the
+  /// image's), centred at a, size b.x (circumradius over half the short side, as the object's
+  /// scale) and rotation angle_deg; -1: a blob or a stroke. The image's class is its big shape:
+  /// decoys are at most 0.3 in size, the object at least 0.4.
+  int decoy_label = -1;
   bool blob = false;         ///< a filled ellipse; else a polyline stroke
   bool in_front = false;     ///< drawn after the object (it may occlude it)
   cv::Point2d a, b, c;       ///< stroke: three points of a bent line; blob: centre in a, half-axes in b

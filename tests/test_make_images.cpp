@@ -148,6 +148,38 @@ TEST(Objects, ShapesHaveTheSameSizeSoOnlyTheOutlineTellsTheClass) {
   }
 }
 
+// Decoys (small shapes of any class in the clutter) come at about the drawn rate, from every
+// class independently of the image's, always smaller than the object, and they are drawn: the
+// same scene without them renders differently.
+TEST(Objects, DecoysAreSmallShapesOfAnyClassSmallerThanTheObject) {
+  std::size_t distractors = 0, decoys = 0, same_class = 0, changed = 0;
+  std::set<int> decoy_classes;
+  for (std::uint64_t i = 0; i < 1000; ++i) {
+    const int label = static_cast<int>(i % 10);
+    ObjectsScene scene = sample_objects_scene(5, i, label);
+    bool has_decoy = false;
+    for (const auto& d : scene.distractors) {
+      ++distractors;
+      if (d.decoy_label < 0) continue;
+      has_decoy = true;
+      ++decoys;
+      decoy_classes.insert(d.decoy_label);
+      same_class += d.decoy_label == label;
+      EXPECT_LT(d.b.x, scene.scale) << "image " << i << ": a decoy as big as the object";
+      EXPECT_LE(d.b.x, 0.3);
+    }
+    if (has_decoy && changed < 20) {
+      const cv::Mat with = render_objects_scene(scene, 32, 32);
+      std::erase_if(scene.distractors, [](const Distractor& d) { return d.decoy_label >= 0; });
+      changed += cv::norm(with, render_objects_scene(scene, 32, 32), cv::NORM_INF) > 0;
+    }
+  }
+  EXPECT_NEAR(static_cast<double>(decoys) / static_cast<double>(distractors), 0.35, 0.05);
+  EXPECT_EQ(decoy_classes.size(), 10u);
+  EXPECT_NEAR(static_cast<double>(same_class) / static_cast<double>(decoys), 0.1, 0.05) << "independent of the label";
+  EXPECT_EQ(changed, 20u) << "decoys must be drawn";
+}
+
 // Nearest class mean on the mean RGB of an image: trained on 1,000 images, tested on 1,000 others.
 double colour_mean_accuracy(const std::vector<cv::Mat>& images, const std::vector<int>& labels) {
   const std::size_t half = images.size() / 2;
