@@ -637,25 +637,28 @@ TEST(Pool, AsPyTorchMaxPool2d) {
 // Non-overlapping windows without padding take the fast path; the general loop is the
 // reference it must equal, bit for bit, forward and backward, with remainders and with ties.
 TEST(Pool, FastPathEqualsTheReference) {
-  for (int k : {2, 3}) {
-    for (const bool ties : {false, true}) {
-      SCOPED_TRACE("pool" + std::to_string(k) + (ties ? " with ties" : ""));
-      const Shape in{5, 3, 7, 10};  // rows and columns left over
-      Tensor x = make_input(in, ties ? Input::away_from_zero : Input::distinct, 8);
-      if (ties)
-        for (float& v : x.storage()) v = std::max(v, 0.0f);  // ReLU outputs: many windows all 0
-      MaxPool fast(in, k), reference(in, k);
-      reference.force_reference(true);
-      Tensor y_fast, y_ref, dx_fast, dx_ref;
-      fast.forward(x, y_fast, {});
-      reference.forward(x, y_ref, {});
-      EXPECT_EQ(y_fast.values(), y_ref.values());
-      const Tensor dy = make_input(y_fast.shape(), Input::uniform, 9);
-      dx_fast.resize(in);
-      dx_fast.fill(5.0f);  // backward assigns: stale values must not survive
-      fast.backward(x, y_fast, dy, dx_fast);
-      reference.backward(x, y_ref, dy, dx_ref);
-      EXPECT_EQ(dx_fast.values(), dx_ref.values());
+  // Rows and columns left over; the wide shape also runs the 2x2 backward's vector loop (eight
+  // outputs at a time) twice before its scalar tail.
+  for (const Shape in : {Shape{5, 3, 7, 10}, Shape{3, 2, 6, 37}}) {
+    for (int k : {2, 3}) {
+      for (const bool ties : {false, true}) {
+        SCOPED_TRACE("pool" + std::to_string(k) + (ties ? " with ties" : "") + " on " + in.str());
+        Tensor x = make_input(in, ties ? Input::away_from_zero : Input::distinct, 8);
+        if (ties)
+          for (float& v : x.storage()) v = std::max(v, 0.0f);  // ReLU outputs: many windows all 0
+        MaxPool fast(in, k), reference(in, k);
+        reference.force_reference(true);
+        Tensor y_fast, y_ref, dx_fast, dx_ref;
+        fast.forward(x, y_fast, {});
+        reference.forward(x, y_ref, {});
+        EXPECT_EQ(y_fast.values(), y_ref.values());
+        const Tensor dy = make_input(y_fast.shape(), Input::uniform, 9);
+        dx_fast.resize(in);
+        dx_fast.fill(5.0f);  // backward assigns: stale values must not survive
+        fast.backward(x, y_fast, dy, dx_fast);
+        reference.backward(x, y_ref, dy, dx_ref);
+        EXPECT_EQ(dx_fast.values(), dx_ref.values());
+      }
     }
   }
 }
