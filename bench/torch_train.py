@@ -5,7 +5,9 @@ Measures the same work as `augflow bench train`: training steps (zero_grad,
 forward, cross-entropy loss, backward, Adam step) and inference (forward in
 eval mode under torch.no_grad()) on random 1x28x28 inputs with 10 classes
 (the Fashion-MNIST shape), for the same architectures as augflow's presets.
-See bench/compare_train.sh.
+Both memory layouts are measured (contiguous and channels_last, a fresh model
+each) and torch's figures are those of its better layout, for training and for
+inference separately. See bench/compare_train.sh.
 
 Needs Debian's python3-torch, which is importable only from the system
 interpreter, hence the /usr/bin/python3 shebang. Debian's torch calls
@@ -160,10 +162,9 @@ def main():
     # is not actually computed, so this slightly overstates torch's work; the
     # same convention is applied to augflow.)
     train_flops_per_sample = 2 * 3 * macs
-    x = torch.randn(args.batch, *INPUT_SHAPE)
+    x0 = torch.randn(args.batch, *INPUT_SHAPE)
     y = torch.randint(0, CLASSES, (args.batch,))
     loss_fn = nn.CrossEntropyLoss()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     print("torch training benchmark")
     print("  torch %s, python %s, %d threads (torch.get_num_threads() = %d), mkldnn %s" % (
@@ -178,30 +179,42 @@ def main():
         print("    %s" % line.strip())
     print("  batch %d, random %s inputs, %d classes, CrossEntropyLoss, Adam(lr=1e-3)" % (
         args.batch, "x".join(map(str, INPUT_SHAPE)), CLASSES))
-    print("  %d warm-up steps, then %d repeats of %d timed steps (median)" % (
-        WARMUP_STEPS, REPEATS, args.steps))
+    print("  %d warm-up steps, then %d repeats of %d timed steps (median), in each memory "
+          "layout; torch's figures are its better layout's" % (WARMUP_STEPS, REPEATS, args.steps))
 
-    train_steps(model, loss_fn, optimizer, x, y, WARMUP_STEPS)
-    train_rates = []
-    for i in range(REPEATS):
-        elapsed = train_steps(model, loss_fn, optimizer, x, y, args.steps)
-        train_rates.append(args.steps * args.batch / elapsed)
-        print("  train repeat %d: %d steps in %.2f s = %.1f samples/s" % (
-            i + 1, args.steps, elapsed, train_rates[-1]))
+    # Both memory layouts: torch's oneDNN (mkldnn) convolutions can be several times faster
+    # in channels_last than in the default layout, or slower, depending on model and CPU.
+    layouts = {}
+    for layout, memory_format in (("contiguous", torch.contiguous_format),
+                                  ("channels_last", torch.channels_last)):
+        torch.manual_seed(args.seed)
+        model = build_model(args.model).to(memory_format=memory_format)
+        x = x0.contiguous(memory_format=memory_format)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        train_steps(model, loss_fn, optimizer, x, y, WARMUP_STEPS)
+        train_rates = []
+        for i in range(REPEATS):
+            elapsed = train_steps(model, loss_fn, optimizer, x, y, args.steps)
+            train_rates.append(args.steps * args.batch / elapsed)
+            print("  %s train repeat %d: %d steps in %.2f s = %.1f samples/s" % (
+                layout, i + 1, args.steps, elapsed, train_rates[-1]))
+        infer_steps(model, x, WARMUP_STEPS)
+        infer_rates = []
+        for i in range(REPEATS):
+            elapsed = infer_steps(model, x, args.steps)
+            infer_rates.append(args.steps * args.batch / elapsed)
+            print("  %s infer repeat %d: %d steps in %.2f s = %.1f samples/s" % (
+                layout, i + 1, args.steps, elapsed, infer_rates[-1]))
+        layouts[layout] = (train_rates, infer_rates)
 
-    infer_steps(model, x, WARMUP_STEPS)
-    infer_rates = []
-    for i in range(REPEATS):
-        elapsed = infer_steps(model, x, args.steps)
-        infer_rates.append(args.steps * args.batch / elapsed)
-        print("  infer repeat %d: %d steps in %.2f s = %.1f samples/s" % (
-            i + 1, args.steps, elapsed, infer_rates[-1]))
-
+    train_layout = max(layouts, key=lambda k: statistics.median(layouts[k][0]))
+    infer_layout = max(layouts, key=lambda k: statistics.median(layouts[k][1]))
+    train_rates, infer_rates = layouts[train_layout][0], layouts[infer_layout][1]
     train_rate = statistics.median(train_rates)
     infer_rate = statistics.median(infer_rates)
     gflops = train_flops_per_sample * train_rate / 1e9
-    print("torch train: %.1f samples/s (%.2f GFLOP/s), inference: %.1f samples/s "
-          "(medians of %d)" % (train_rate, gflops, infer_rate, REPEATS))
+    print("torch train: %.1f samples/s (%.2f GFLOP/s, %s), inference: %.1f samples/s (%s) "
+          "(medians of %d)" % (train_rate, gflops, train_layout, infer_rate, infer_layout, REPEATS))
 
     if args.json:
         result = {
@@ -214,6 +227,8 @@ def main():
             "steps": args.steps,
             "train_repeats": train_rates,
             "infer_repeats": infer_rates,
+            "train_layout": train_layout,
+            "infer_layout": infer_layout,
             "forward_macs_per_sample": macs,
             "blas": blas_summary(blas),
             "blas_selected": blas["selected"],
