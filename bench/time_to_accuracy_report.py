@@ -192,7 +192,8 @@ def plot(runs, out, path):
         label = None
         if key not in seen:
             seen.add(key)
-            label = "%s, %g-min budget" % (labels[r["side"]], r["budget_minutes"])
+            own = r["summary"].get("budget_seconds")  # the peer's, with --peer-budget-factor
+            label = "%s, %g-min budget" % (labels[r["side"]], own / 60 if own else r["budget_minutes"])
         ax.plot(xs, ys, styles[budgets.index(r["budget_minutes"]) % len(styles)],
                 color=colours[r["side"]], marker="o", markersize=2.5, linewidth=1, alpha=0.8,
                 label=label)
