@@ -77,13 +77,11 @@ void mirror_horizontally(const model::Tensor& x, model::Tensor& mirrored) {
   }
 }
 
-/// The validation views (TrainConfig::val_views): "auto" is flip when the training spec flips
-/// images (the mirror is an image the model was trained on, and averaging it pays), else center.
+/// The validation views (TrainConfig::val_views, checked by train() before anything runs):
+/// "auto" is flip when the training spec flips images (the mirror is an image the model was
+/// trained on, and averaging it pays), else center.
 bool validates_with_mirror(const std::string& val_views, const augment::Pipeline& train) {
-  if (val_views == "center") return false;
-  if (val_views == "flip") return true;
-  if (val_views != kAutoValViews)
-    throw ConfigError("--val-views must be auto, center or flip, not '" + val_views + "'");
+  if (val_views != kAutoValViews) return val_views == "flip";
   return std::ranges::any_of(train.transforms(), [](const auto& t) { return t->name() == "hflip"; });
 }
 
