@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -25,7 +26,68 @@ namespace flow = tbb::flow;
 // ---------------------------------------------------------------------------------------------
 // Batch storage and the decoded-image cache
 
-/// The buffer of one batch: rows [0, capacity) correspond to the epoch positions
+/// Where a run's positions fall in the epoch's global batches: the part of global batch `index`
+/// that the run loads is its positions [first, first + count), which are the global batch's
+/// positions [share_begin, share_begin + count) of `positions`.
+struct BatchSlice {
+  std::uint64_t index = 0;        ///< global batch number k
+  std::uint64_t first = 0;        ///< the run's position of the slice's first sample
+  std::size_t count = 0;          ///< positions the run loads (> 0)
+  std::uint32_t share_begin = 0;  ///< the first of them, as a position within the global batch
+  std::uint32_t positions = 0;    ///< positions of the global batch
+};
+
+/// The batches of one run. Without a share the run's order is the epoch's order and batch k is
+/// positions [k*B, min((k+1)*B, L)), found by arithmetic as it always was. With a share the run's
+/// order holds only the shared positions, and a table of the batches whose share is not empty,
+/// in order, maps them back.
+class BatchLayout {
+ public:
+  /// The whole of every batch of an order of `positions`.
+  BatchLayout(std::uint64_t batch_size, std::uint64_t positions)
+      : batch_size_(batch_size), global_positions_(positions), positions_(positions) {}
+  /// A share: `slices` in increasing index, each `first` the previous one's first + count.
+  BatchLayout(std::uint64_t batch_size, std::uint64_t global_positions, std::vector<BatchSlice> slices)
+      : batch_size_(batch_size), global_positions_(global_positions),
+        positions_(slices.empty() ? 0 : slices.back().first + slices.back().count), shared_(true),
+        slices_(std::move(slices)) {}
+
+  /// The slice that holds the run's position `position` (< the run's positions).
+  BatchSlice slice_of(std::uint64_t position) const {
+    if (!shared_) {
+      const std::uint64_t k = position / batch_size_;
+      const std::uint64_t first = k * batch_size_;
+      const auto count = static_cast<std::size_t>(std::min(batch_size_, positions_ - first));
+      return {k, first, count, 0, static_cast<std::uint32_t>(count)};
+    }
+    const auto it = std::upper_bound(slices_.begin(), slices_.end(), position,
+                                     [](std::uint64_t p, const BatchSlice& s) { return p < s.first; });
+    return *std::prev(it);
+  }
+
+  /// The run's first position of global batch `first_batch` or, when that batch has nothing for
+  /// the run, of the next one that has; the run's positions when none has (a run resumed there
+  /// has nothing to load).
+  std::uint64_t first_position(std::uint64_t first_batch) const {
+    if (!shared_)
+      return first_batch >= (positions_ + batch_size_ - 1) / batch_size_ ? positions_ : first_batch * batch_size_;
+    const auto it = std::lower_bound(slices_.begin(), slices_.end(), first_batch,
+                                     [](const BatchSlice& s, std::uint64_t k) { return s.index < k; });
+    return it == slices_.end() ? positions_ : it->first;
+  }
+
+  /// L: the positions of the epoch's order, all shares together.
+  std::uint64_t global_positions() const { return global_positions_; }
+
+ private:
+  std::uint64_t batch_size_;
+  std::uint64_t global_positions_;
+  std::uint64_t positions_;  ///< the run's positions (its order's length)
+  bool shared_ = false;
+  std::vector<BatchSlice> slices_;
+};
+
+/// The buffer of one batch: rows [0, capacity) correspond to the run's positions
 /// [first, first + capacity); rows whose sample was unusable are squeezed out at the end.
 struct BatchStorage {
   SampleShape shape;
@@ -33,26 +95,31 @@ struct BatchStorage {
   std::vector<float> data;
   std::vector<int> labels;
   std::vector<std::uint64_t> ids;
+  std::vector<std::uint32_t> positions;  ///< each row's position within the global batch
   std::vector<char> filled;
   std::uint64_t epoch = 0;
   std::uint64_t index = 0;
-  std::uint64_t first = 0;     ///< first epoch position of the batch
+  std::uint64_t first = 0;     ///< first run position of the batch
   std::size_t capacity = 0;    ///< positions the batch covers (= tokens it holds)
   std::size_t count = 0;       ///< usable samples, rows [0, count) after compaction
+  std::uint32_t share_begin = 0;      ///< row 0's position within the global batch
+  std::uint32_t batch_positions = 0;  ///< positions of the global batch
 
-  void reset(const SampleShape& s, std::size_t rows_per_position, std::uint64_t e, std::uint64_t k,
-             std::uint64_t first_position, std::size_t positions) {
+  void reset(const SampleShape& s, std::size_t rows_per_position, std::uint64_t e, const BatchSlice& slice) {
     shape = s;
     views = rows_per_position;
     epoch = e;
-    index = k;
-    first = first_position;
-    capacity = positions;
+    index = slice.index;
+    first = slice.first;
+    capacity = slice.count;
+    share_begin = slice.share_begin;
+    batch_positions = slice.positions;
     count = 0;
-    data.resize(positions * views * s.floats());
-    labels.assign(positions, -1);
-    ids.assign(positions, 0);
-    filled.assign(positions, 0);
+    data.resize(capacity * views * s.floats());
+    labels.assign(capacity, -1);
+    ids.assign(capacity, 0);
+    positions.resize(capacity);
+    filled.assign(capacity, 0);
   }
 
   /// Moves the filled rows to the front, keeping their order.
@@ -66,6 +133,7 @@ struct BatchStorage {
         labels[out] = labels[row];
         ids[out] = ids[row];
       }
+      positions[out] = static_cast<std::uint32_t>(share_begin + row);
       ++out;
     }
     count = out;
@@ -176,10 +244,12 @@ class EpochRun {
     tbb::task_arena* arena;
   };
 
-  EpochRun(Context context, std::uint64_t epoch, std::vector<std::uint64_t> order, std::vector<bool> excluded,
-           std::uint64_t first_position = 0)
-      : ctx_(context), epoch_(epoch), order_(std::move(order)), excluded_(std::move(excluded)),
-        first_position_(first_position), next_position_(first_position) {}
+  /// `order`: the positions this run loads (the epoch's order, or with a share only the shared
+  /// positions), laid out in global batches by `layout`; streaming starts at `first_position`.
+  EpochRun(Context context, std::uint64_t epoch, std::vector<std::uint64_t> order, BatchLayout layout,
+           std::vector<bool> excluded, std::uint64_t first_position = 0)
+      : ctx_(context), epoch_(epoch), order_(std::move(order)), layout_(std::move(layout)),
+        excluded_(std::move(excluded)), first_position_(first_position), next_position_(first_position) {}
 
   ~EpochRun() { shutdown(); }
 
@@ -298,6 +368,8 @@ class EpochRun {
 
   std::size_t high_water() const { return high_water_.load(); }
   std::uint64_t epoch() const { return epoch_; }
+  /// The positions of the epoch's order, all shares together (epoch_positions).
+  std::uint64_t global_positions() const { return layout_.global_positions(); }
   /// The samples this epoch's order left out.
   const std::vector<bool>& excluded() const { return excluded_; }
   /// Every sample of the epoch has been decoded and augmented (so every bad file is known);
@@ -429,12 +501,11 @@ class EpochRun {
     return {decoded.position, true};
   }
 
-  /// Runs serially, in epoch order (after the sequencer).
+  /// Runs serially, in the run's order (after the sequencer).
   void assemble(const Done& done) {
-    const std::uint64_t batch_size = ctx_.options->batch_size;
-    const std::uint64_t k = done.position / batch_size;
-    const std::uint64_t end = std::min<std::uint64_t>((k + 1) * batch_size, order_.size());
-    if (done.position + 1 == end) {
+    const BatchSlice slice = layout_.slice_of(done.position);
+    const std::uint64_t k = slice.index;
+    if (done.position + 1 == slice.first + slice.count) {
       std::unique_ptr<BatchStorage> storage;
       {
         std::lock_guard lock(storage_mutex_);
@@ -451,7 +522,7 @@ class EpochRun {
           std::lock_guard lock(storage_mutex_);
           pool_.push_back(std::move(storage));
         }
-        give_back(static_cast<long>(end - k * batch_size));
+        give_back(static_cast<long>(slice.count));
       } else {
         std::lock_guard lock(queue_mutex_);
         ready_.push_back(std::move(storage));
@@ -466,10 +537,9 @@ class EpochRun {
   }
 
   BatchStorage& storage_for(std::uint64_t position) {
-    const std::uint64_t batch_size = ctx_.options->batch_size;
-    const std::uint64_t k = position / batch_size;
+    const BatchSlice slice = layout_.slice_of(position);
     std::lock_guard lock(storage_mutex_);
-    auto& slot = building_[k];
+    auto& slot = building_[slice.index];
     if (!slot) {
       if (!pool_.empty()) {
         slot = std::move(pool_.back());
@@ -477,8 +547,7 @@ class EpochRun {
       } else {
         slot = std::make_unique<BatchStorage>();
       }
-      const std::uint64_t first = k * batch_size;
-      slot->reset(ctx_.shape, ctx_.options->views ? ctx_.options->views->views.count() : 1, epoch_, k, first, std::min<std::uint64_t>(batch_size, order_.size() - first));
+      slot->reset(ctx_.shape, ctx_.options->views ? ctx_.options->views->views.count() : 1, epoch_, slice);
     }
     return *slot;
   }
@@ -514,8 +583,9 @@ class EpochRun {
   Context ctx_;
   std::uint64_t epoch_;
   std::vector<std::uint64_t> order_;
+  BatchLayout layout_;
   std::vector<bool> excluded_;
-  std::uint64_t first_position_ = 0;  // where the epoch starts: 0, or a batch's first for a resumed run
+  std::uint64_t first_position_ = 0;  // where the run starts: 0, or a batch's first for a resumed run
   std::uint64_t next_position_ = 0;   // only the source body (or produce_inline) touches it
 
   std::unique_ptr<flow::graph> graph_;
@@ -576,6 +646,8 @@ std::span<const int> Batch::labels() const { return {storage_->labels.data(), st
 std::span<const std::uint64_t> Batch::sample_ids() const { return {storage_->ids.data(), storage_->count}; }
 std::uint64_t Batch::epoch() const { return storage_->epoch; }
 std::uint64_t Batch::index() const { return storage_->index; }
+std::span<const std::uint32_t> Batch::positions() const { return {storage_->positions.data(), storage_->count}; }
+std::size_t Batch::batch_positions() const { return storage_->batch_positions; }
 
 // ---------------------------------------------------------------------------------------------
 // Loader
@@ -635,13 +707,53 @@ std::size_t Loader::tokens() const {
   return static_cast<std::size_t>(options_.prefetch_batches) * options_.batch_size;
 }
 
-std::shared_ptr<EpochRun> Loader::make_run(std::uint64_t epoch, std::uint64_t first_batch) {
-  auto excluded = bad_->excluded();
+std::vector<std::uint64_t> Loader::global_order(std::uint64_t epoch, const std::vector<bool>& excluded) const {
   auto order = epoch_order(data_.size(), excluded, options_.seed, epoch, options_.shuffle, options_.shard);
   if (options_.drop_last) order.resize(order.size() / options_.batch_size * options_.batch_size);
+  return order;
+}
+
+namespace {
+
+/// The shared positions of `order`, batch by batch, and the table that maps them back to the
+/// global batches (which leaves out the batches whose share is empty).
+std::pair<std::vector<std::uint64_t>, std::vector<BatchSlice>> share_of(const std::vector<std::uint64_t>& order,
+                                                                         const LoaderOptions& options) {
+  const std::uint64_t batch_size = options.batch_size;
+  std::vector<std::uint64_t> local;
+  std::vector<BatchSlice> slices;
+  for (std::uint64_t k = 0, first = 0; first < order.size(); ++k, first += batch_size) {
+    const std::size_t positions = static_cast<std::size_t>(std::min<std::uint64_t>(batch_size, order.size() - first));
+    const auto [begin, end] = options.batch_share(positions);
+    if (begin > end || end > positions)
+      throw ConfigError("the loader's batch share must give 0 <= begin <= end <= P; for a batch of P = " +
+                        std::to_string(positions) + " positions it gave [" + std::to_string(begin) + ", " +
+                        std::to_string(end) + ")");
+    if (begin == end) continue;
+    slices.push_back({k, local.size(), end - begin, static_cast<std::uint32_t>(begin),
+                      static_cast<std::uint32_t>(positions)});
+    local.insert(local.end(), order.begin() + static_cast<std::ptrdiff_t>(first + begin),
+                 order.begin() + static_cast<std::ptrdiff_t>(first + end));
+  }
+  return {std::move(local), std::move(slices)};
+}
+
+}  // namespace
+
+std::shared_ptr<EpochRun> Loader::make_run(std::uint64_t epoch, std::uint64_t first_batch) {
+  auto excluded = bad_->excluded();
+  auto order = global_order(epoch, excluded);
+  const std::uint64_t batch_size = options_.batch_size;
+  BatchLayout layout(batch_size, order.size());
+  if (options_.batch_share) {  // the run loads only its share of each batch
+    auto [local, slices] = share_of(order, options_);
+    layout = BatchLayout(batch_size, order.size(), std::move(slices));
+    order = std::move(local);
+  }
+  const std::uint64_t first_position = layout.first_position(first_batch);
   EpochRun::Context context{&data_, pipeline_.get(), &options_, shape_, bad_.get(), cache_.get(), arena_.get()};
-  return std::make_shared<EpochRun>(context, epoch, std::move(order), std::move(excluded),
-                                    first_batch * static_cast<std::uint64_t>(options_.batch_size));
+  return std::make_shared<EpochRun>(context, epoch, std::move(order), std::move(layout), std::move(excluded),
+                                    first_position);
 }
 
 void Loader::retire(std::shared_ptr<EpochRun>& run) {
@@ -694,6 +806,13 @@ std::vector<bool> Loader::exclusions_for(std::uint64_t epoch) const {
   if (next_run_ && next_run_->epoch() == epoch) return next_run_->excluded();
   if (run_ && run_->epoch() == epoch) return run_->excluded();  // an epoch interrupted midway
   return bad_->excluded();
+}
+
+std::size_t Loader::epoch_positions(std::uint64_t epoch) const {
+  // The same runs, in the same precedence, as exclusions_for().
+  if (next_run_ && next_run_->epoch() == epoch) return next_run_->global_positions();
+  if (run_ && run_->epoch() == epoch) return run_->global_positions();
+  return global_order(epoch, bad_->excluded()).size();
 }
 
 std::size_t Loader::cache_bytes() const { return cache_ ? cache_->bytes() : 0; }

@@ -28,13 +28,34 @@
 // Errors inside a node end the run: next() rethrows them; nothing hangs. stop() (early
 // stopping, Ctrl-C) cancels the graph and joins it.
 //
+// Shares (data-parallel training, LoaderOptions::batch_share): the global batching stays what it
+// is without a share. The epoch's order (epoch_order with the exclusions, then drop_last) is cut
+// into global batches of batch_size positions, batch k covering positions [k*B, min((k+1)*B, L)),
+// L = epoch_positions(epoch). A share is a pure function that names, for a batch of P positions,
+// the positions [begin, end) of it this loader loads; the others' files are never touched. Each
+// delivered Batch is the share's part of global batch k: index() is k, positions() the global
+// batch's positions of its rows (in increasing order, gaps where a sample was unusable),
+// batch_positions() is P. A batch whose share is empty, or whose shared samples were all
+// unusable, is not delivered: the consumer sees the gap in index(). A sample's row is the same
+// bytes as without a share (its key is (seed, epoch, sample index)); loaders whose shares
+// partition [0, P) give, batch by batch and concatenated in share order, the unshared batch.
+// Tokens, memory bounds, resume (start_epoch's first_batch is a global batch), bad files, views,
+// the cache, inline loading and the early start of the next epoch work as without a share.
+// Several processes stay in step only while their orders agree: each finds only the bad files
+// of its own shares, so the caller makes their exclusions equal before an epoch's order is
+// fixed (exchange bad_files() and mark_unusable() the union, with prefetch_next_epoch off: an
+// early start fixes the next order from this process's bad files alone); epoch_positions()
+// then agrees too.
+//
 // API: public, part of augflow::loader; installed as <augflow/pipeline/loader.hpp>.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include <oneapi/tbb/task_arena.h>
@@ -80,6 +101,12 @@ struct LoaderOptions {
   /// normalize-only pipeline. A batch of batch_size samples holds batch_size x views rows.
   std::shared_ptr<const augment::ViewPipeline> views;
   int view_pad = 0;
+  /// Data-parallel training: which positions of each batch this loader loads. Given the number of
+  /// positions P of a batch (batch_size, or fewer for an epoch's last batch), returns [begin, end) with
+  /// 0 <= begin <= end <= P. Must be a pure function. Empty: the whole batch.
+  /// (An answer outside [0, P] is a ConfigError from start_epoch, or from next() when it starts
+  /// the next epoch early.) See the header comment.
+  std::function<std::pair<std::size_t, std::size_t>(std::size_t positions)> batch_share;
 };
 
 /// The shape every sample of a batch has.
@@ -110,7 +137,14 @@ class Batch {
   std::span<const int> labels() const;
   std::span<const std::uint64_t> sample_ids() const;
   std::uint64_t epoch() const;
-  std::uint64_t index() const;  ///< batch number within the epoch
+  std::uint64_t index() const;  ///< batch number within the epoch (the global batch, with a share)
+  /// For each sample (row group) of the batch, its position within the global batch: 0..batch_positions()-1
+  /// (the share's begin added), in increasing order. Rows of unusable samples were squeezed out, so
+  /// positions can have gaps.
+  std::span<const std::uint32_t> positions() const;
+  /// The number of positions of the global batch (batch_size, or fewer for the epoch's last), whatever
+  /// the share and the unusable samples.
+  std::size_t batch_positions() const;
 
  private:
   void release();
@@ -148,6 +182,11 @@ class Loader {
   /// The samples epoch `epoch`'s order leaves out (or will: everything found unusable so far,
   /// unless that epoch already started early). A resumed run restores exactly this set.
   std::vector<bool> exclusions_for(std::uint64_t epoch) const;
+  /// The number of positions L in epoch `epoch`'s order (after exclusions known now and drop_last): the
+  /// global batches of that epoch are ceil(L / batch_size). The length of the order start_epoch(epoch)
+  /// would stream if called now; for the epoch being streamed or started early (those for which
+  /// exclusions_for() answers with a run's set), that run's order length. All shares together.
+  std::size_t epoch_positions(std::uint64_t epoch) const;
   /// Marks sample `index` unusable before streaming (a resumed run restores what the
   /// interrupted one found, so its epochs exclude the same samples).
   void mark_unusable(std::size_t index, const std::string& reason) {
@@ -171,6 +210,8 @@ class Loader {
   std::shared_ptr<EpochRun> run_;
   std::shared_ptr<EpochRun> next_run_;  ///< epoch run_+1, started early (prefetch_next_epoch)
 
+  /// The epoch's global order: epoch_order with `excluded`, then drop_last.
+  std::vector<std::uint64_t> global_order(std::uint64_t epoch, const std::vector<bool>& excluded) const;
   std::shared_ptr<EpochRun> make_run(std::uint64_t epoch, std::uint64_t first_batch = 0);
   void retire(std::shared_ptr<EpochRun>& run);
   double wait_seconds_ = 0;
