@@ -15,10 +15,14 @@
 namespace {
 std::unique_ptr<augflow::Communicator> world;
 
-/// The subcommand named on the command line (the first word that is not an option), or "".
+/// The subcommand named on the command line (the first word that is not an option, with the
+/// next one for bench: "bench exchange"), or "".
 std::string subcommand_of(int argc, char** argv) {
   for (int i = 1; i < argc; ++i)
-    if (argv[i][0] != '-') return argv[i];
+    if (argv[i][0] != '-') {
+      const std::string command = argv[i];
+      return command == "bench" && i + 1 < argc ? command + " " + argv[i + 1] : command;
+    }
   return "";
 }
 
@@ -58,11 +62,12 @@ int main(int argc, char** argv) {
   app.take_check_args_flag(argc, argv);  // hidden: parse only (docs test)
   try {
     const std::string command = subcommand_of(argc, argv);
-    if (world->size() > 1 && command != "search" && !command.empty())
+    if (world->size() > 1 && command != "search" && command != "train" && command != "bench exchange" &&
+        !command.empty())
       throw augflow::ConfigError("augflow " + command + " runs in one process: start it without mpirun (" +
                                  std::to_string(world->size()) +
-                                 " processes were started). Under mpirun, augflow search spreads its trials over "
-                                 "the processes");
+                                 " processes were started). Under mpirun, augflow train trains data-parallel and "
+                                 "augflow search spreads its trials over the processes");
     app.parse(argc, argv);
   } catch (const augflow::apps::ArgsChecked&) {
     std::cout << "ok\n";

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/commands.hpp"
+#include "common/communicator.hpp"
 #include "common/error.hpp"
 #include "pipeline/trainer.hpp"
 
@@ -50,7 +51,7 @@ void run_train(const TrainCommand& command) {
   std::signal(SIGTERM, on_interrupt);
   // On a terminal a live progress line, redrawn at most 5 times a second; otherwise only the
   // per-epoch log lines (logs stay readable).
-  const bool terminal = ::isatty(STDOUT_FILENO) != 0;
+  const bool terminal = ::isatty(STDOUT_FILENO) != 0 && world_communicator().root();
   auto last_draw = std::chrono::steady_clock::now() - std::chrono::seconds(1);
   pipeline::ProgressSink progress;
   if (terminal) {
@@ -68,9 +69,16 @@ void run_train(const TrainCommand& command) {
     if (terminal) std::printf("\r\033[K");
     std::cout << line << std::endl;
   };
-  const auto summary = pipeline::train(config, log, !command.resume.empty(), &interrupt_requested, progress);
+  // Under mpirun every process trains its share of each batch; rank 0 prints and writes.
+  Communicator& world = world_communicator();
+  const auto summary =
+      pipeline::train(config, log, !command.resume.empty(), &interrupt_requested, progress, &world);
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
+  if (!world.root()) {
+    if (summary.interrupted) std::exit(130);
+    return;
+  }
   if (summary.interrupted) {
     std::cout << "interrupted; continue with: augflow train --resume " << config.out << "\n";
     std::exit(130);  // the shell's convention for a run ended by Ctrl-C
@@ -99,7 +107,9 @@ void add_train_command(CLI::App& app) {
       "re-read at every epoch start; {\"lr\": 3e-4} sets the base learning rate, {\"stop\": true} ends the run.\n"
       "Examples:\n"
       "  augflow train --train fashion-mnist --model cnn-small --epochs 5 --out runs/fm\n"
-      "  augflow train --train photos/ --init resnet18.onnx --freeze -1 --epochs 3 --out runs/ft");
+      "  augflow train --train photos/ --init resnet18.onnx --freeze -1 --epochs 3 --out runs/ft\n"
+      "Under mpirun -np N (one process per machine), training is data-parallel: each process loads and\n"
+      "computes its share of every batch, and the run ends with the weights of the same run in one process.");
   cmd->add_option("--train", c->train, "training data: an image folder (one sub-folder per class), a list file "
                                         "(path,label lines) or fashion-mnist (required unless --resume)");
   cmd->add_option("--val", c->val, "validation data (same forms); default: split --val-split off --train");
@@ -153,7 +163,13 @@ void add_train_command(CLI::App& app) {
                   "compute), or auto: flip when the augmentation flips images (hflip), else center. The best\n"
                   "checkpoint, early stopping and summary.json's accuracies follow it")
       ->capture_default_str();
-  cmd->add_option("--batch", c->batch, "samples per batch")->capture_default_str();
+  cmd->add_option("--batch", c->batch, "samples per batch (the whole batch, also under mpirun)")->capture_default_str();
+  cmd->add_option("--chunks", c->chunks,
+                  "pieces each batch is cut into for parallel work (1-64): the units that threads and processes\n"
+                  "share out. Results depend on it, never on --threads or the number of processes; under mpirun\n"
+                  "at most this many processes. Each chunk held keeps a copy of the weight gradients (memory)")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
   cmd->add_option("--optimizer", c->optimizer, "sgd, momentum, nesterov, adam or adamw")->capture_default_str();
   cmd->add_option("--lr", c->lr, "base learning rate")->capture_default_str();
   auto* schedule_option = cmd->add_option("--schedule", c->schedule,

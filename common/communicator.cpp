@@ -1,6 +1,7 @@
 #include "common/communicator.hpp"
 
 #include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 
 #include <nlohmann/json.hpp>
@@ -15,6 +16,13 @@ class LocalCommunicator final : public Communicator {
   int rank() const override { return 0; }
   int size() const override { return 1; }
   std::vector<std::string> all_gather(const std::string& mine) override { return {mine}; }
+  void all_gather_into(const void* mine, const std::vector<std::size_t>& bytes_per_rank, void* all) override {
+    if (!bytes_per_rank.empty() && bytes_per_rank[0] > 0) std::memcpy(all, mine, bytes_per_rank[0]);
+  }
+  void all_to_all(const void* send, const std::vector<std::size_t>& send_bytes, void* recv,
+                  const std::vector<std::size_t>&) override {
+    if (!send_bytes.empty() && send_bytes[0] > 0) std::memcpy(recv, send, send_bytes[0]);
+  }
   std::string broadcast(const std::string& value) override { return value; }
   void send(int to, const std::string&) override {
     throw std::logic_error("a one-process job has no process " + std::to_string(to) + " to send to");

@@ -37,6 +37,15 @@ class Communicator {
 
   /// Every process's `mine`, in rank order, on every process.
   virtual std::vector<std::string> all_gather(const std::string& mine) = 0;
+  /// Bulk data (gradient partials): rank r contributes bytes_per_rank[r] bytes (this process:
+  /// `mine`), and `all` receives every part in rank order (it holds their sum). The counts must
+  /// be the same on every process.
+  virtual void all_gather_into(const void* mine, const std::vector<std::size_t>& bytes_per_rank, void* all) = 0;
+  /// Personalised exchange (MPI_Alltoallv): this process sends send_bytes[r] bytes to rank r,
+  /// taken in rank order from `send`, and receives recv_bytes[r] bytes from rank r, placed in
+  /// rank order into `recv` (its own part is copied). The counts must match pairwise.
+  virtual void all_to_all(const void* send, const std::vector<std::size_t>& send_bytes, void* recv,
+                          const std::vector<std::size_t>& recv_bytes) = 0;
   /// Rank 0's `value` on every process (the argument is ignored elsewhere).
   virtual std::string broadcast(const std::string& value) = 0;
   /// Sends `bytes` to process `to` (!= rank()); returns when the buffer may be reused.
@@ -48,9 +57,16 @@ class Communicator {
 
   /// Seconds spent inside the calls above (waiting included), for summary.json.
   double seconds() const { return seconds_; }
+  /// Bytes this process received from others in all_gather_into and all_to_all (the bulk data
+  /// of data-parallel training), for summary.json and the scaling model.
+  double bytes_received() const { return bytes_received_; }
+  /// Collective calls made so far (the latency term of the scaling model).
+  std::size_t collectives() const { return collectives_; }
 
  protected:
   double seconds_ = 0;
+  double bytes_received_ = 0;
+  std::size_t collectives_ = 0;
 };
 
 /// The one-process communicator: rank 0 of 1. send() and poll() have nobody to talk to.

@@ -57,6 +57,7 @@ class MpiCommunicator final : public Communicator {
 
   std::vector<std::string> all_gather(const std::string& mine) override {
     Timed timed(seconds_);
+    ++collectives_;
     const int length = count_of(mine.size());
     std::vector<int> lengths(size_), offsets(size_);
     check(MPI_Allgather(&length, 1, MPI_INT, lengths.data(), 1, MPI_INT, MPI_COMM_WORLD), "MPI_Allgather");
@@ -74,8 +75,44 @@ class MpiCommunicator final : public Communicator {
     return result;
   }
 
+  void all_gather_into(const void* mine, const std::vector<std::size_t>& bytes_per_rank, void* all) override {
+    Timed timed(seconds_);
+    ++collectives_;
+    std::vector<int> lengths(size_), offsets(size_);
+    std::size_t total = 0;
+    for (int r = 0; r < size_; ++r) {
+      lengths[r] = count_of(bytes_per_rank.at(r));
+      offsets[r] = count_of(total);
+      total += bytes_per_rank[r];
+    }
+    check(MPI_Allgatherv(mine, lengths[rank_], MPI_BYTE, all, lengths.data(), offsets.data(), MPI_BYTE, MPI_COMM_WORLD),
+          "MPI_Allgatherv");
+    bytes_received_ += static_cast<double>(total - bytes_per_rank[rank_]);
+  }
+
+  void all_to_all(const void* send, const std::vector<std::size_t>& send_bytes, void* recv,
+                  const std::vector<std::size_t>& recv_bytes) override {
+    Timed timed(seconds_);
+    ++collectives_;
+    std::vector<int> send_counts(size_), send_offsets(size_), recv_counts(size_), recv_offsets(size_);
+    std::size_t sent = 0, received = 0;
+    for (int r = 0; r < size_; ++r) {
+      send_counts[r] = count_of(send_bytes.at(r));
+      send_offsets[r] = count_of(sent);
+      sent += send_bytes[r];
+      recv_counts[r] = count_of(recv_bytes.at(r));
+      recv_offsets[r] = count_of(received);
+      received += recv_bytes[r];
+    }
+    check(MPI_Alltoallv(send, send_counts.data(), send_offsets.data(), MPI_BYTE, recv, recv_counts.data(),
+                        recv_offsets.data(), MPI_BYTE, MPI_COMM_WORLD),
+          "MPI_Alltoallv");
+    bytes_received_ += static_cast<double>(received - recv_bytes[rank_]);
+  }
+
   std::string broadcast(const std::string& value) override {
     Timed timed(seconds_);
+    ++collectives_;
     int length = rank_ == 0 ? count_of(value.size()) : 0;
     check(MPI_Bcast(&length, 1, MPI_INT, 0, MPI_COMM_WORLD), "MPI_Bcast");
     std::string result = rank_ == 0 ? value : std::string(static_cast<std::size_t>(length), '\0');

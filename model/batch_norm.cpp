@@ -93,60 +93,86 @@ void BatchNorm::forward(const Tensor& x, Tensor& y, const ForwardContext& ctx) {
   const int n = shape.n;
   const std::size_t hw = static_cast<std::size_t>(h_) * w_;
   const std::size_t per = shape.per_sample();
-  const double count = static_cast<double>(n) * hw;
   const bool relu = fused_relu_;
-  for_each_range(c_, x.size(), [&](int c_begin, int c_end) {
-    for (int c = c_begin; c < c_end; ++c) {
-      if (train_) {
-        if (n == 0) continue;
-        // One read of the batch, per chunk of ChunkLayout(n): the sums of d = x - K and of d^2,
-        // K the mean of the chunk's first plane, which is close to the chunk's mean, so that
-        // E[d^2] - E[d]^2 does not cancel (the shifted-data algorithm; an unshifted one-pass
-        // variance would). The chunks' means and centred sums of squares are then combined in
-        // chunk order (Chan et al.): a fixed order, and one that each chunk's partials can
-        // enter from wherever they were computed.
-        double mean = 0.0, m2 = 0.0, seen = 0.0;
-        const ChunkLayout layout(n);
-        for (int chunk = 0; chunk < layout.count; ++chunk) {
-          const float* first = x.data() + layout.begin(chunk) * per + c * hw;
-          const float shift = static_cast<float>(lane_sum(hw, [first](std::size_t j) { return first[j]; }) / hw);
-          double sum = 0.0, sum_sq = 0.0;
-          for (int i = layout.begin(chunk); i < layout.end(chunk); ++i)
-            shifted_sums(x.data() + i * per + c * hw, hw, shift, sum, sum_sq);
-          const double values = static_cast<double>(layout.end(chunk) - layout.begin(chunk)) * hw;
-          const double chunk_mean = shift + sum / values;
-          const double chunk_m2 = std::max(0.0, sum_sq - sum * sum / values);
-          const double total = seen + values, delta = chunk_mean - mean;
-          mean += delta * values / total;
-          m2 += chunk_m2 + delta * delta * seen * values / total;
-          seen = total;
-        }
-        const double var = m2 / count;  // biased: what the batch is normalised with
-        mean_[c] = static_cast<float>(mean);
-        inv_std_[c] = static_cast<float>(1.0 / std::sqrt(var + kEps));
-        running_mean_[c] = static_cast<float>((1.0 - kMomentum) * running_mean_[c] + kMomentum * mean);
-        if (count > 1)
-          running_var_[c] = static_cast<float>((1.0 - kMomentum) * running_var_[c] +
-                                               kMomentum * m2 / (count - 1.0));
-      } else {
-        mean_[c] = running_mean_[c];
-        inv_std_[c] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(running_var_[c]) + kEps));
+  const ChunkLayout layout(n);
+  const std::vector<int> samples = chunk_samples(layout);
+  double count = 0.0;
+  for (int s : samples) count += static_cast<double>(s) * hw;
+  // Train: one read of the batch per chunk gives the sums of d = x - K and of d^2, K the mean of
+  // the chunk's first plane, which is close to the chunk's mean, so that E[d^2] - E[d]^2 does not
+  // cancel (the shifted-data algorithm; an unshifted one-pass variance would). Each chunk's mean
+  // and centred sum of squares are then combined in chunk order (Chan et al.): a fixed order,
+  // into which the chunks held by other processes (data-parallel training) enter as they would
+  // here. `stats` holds (mean, m2) per chunk and channel: [chunk][channel][2].
+  std::vector<double> stats(train_ ? static_cast<std::size_t>(layout.count) * 2 * c_ : 0, 0.0);
+  const auto chunk_statistics = [&](int c) {
+    for (int chunk = 0; chunk < layout.count; ++chunk) {
+      if (layout.end(chunk) == layout.begin(chunk)) continue;
+      const float* first = x.data() + layout.begin(chunk) * per + c * hw;
+      const float shift = static_cast<float>(lane_sum(hw, [first](std::size_t j) { return first[j]; }) / hw);
+      double sum = 0.0, sum_sq = 0.0;
+      for (int i = layout.begin(chunk); i < layout.end(chunk); ++i)
+        shifted_sums(x.data() + i * per + c * hw, hw, shift, sum, sum_sq);
+      const double values = static_cast<double>(layout.end(chunk) - layout.begin(chunk)) * hw;
+      double* out = stats.data() + (static_cast<std::size_t>(chunk) * c_ + c) * 2;
+      out[0] = shift + sum / values;
+      out[1] = std::max(0.0, sum_sq - sum * sum / values);
+    }
+  };
+  // The channel's statistics from every chunk's (in `all`, laid out as `stats`), then its output.
+  const auto finish_channel = [&](int c, const double* all) {
+    if (train_ && count > 0) {
+      double mean = 0.0, m2 = 0.0, seen = 0.0;
+      for (std::size_t chunk = 0; chunk < samples.size(); ++chunk) {
+        if (samples[chunk] == 0) continue;
+        const double* part = all + (chunk * c_ + c) * 2;
+        const double values = static_cast<double>(samples[chunk]) * hw;
+        const double total = seen + values, delta = part[0] - mean;
+        mean += delta * values / total;
+        m2 += part[1] + delta * delta * seen * values / total;
+        seen = total;
       }
-      const float scale = gamma_.value[c] * inv_std_[c];
-      const float shift = beta_.value[c] - mean_[c] * scale;
-      for (int i = 0; i < n; ++i) {
-        const float* __restrict p = x.data() + i * per + c * hw;
-        float* __restrict q = y.data() + i * per + c * hw;
-        if (relu) {
-          for (std::size_t j = 0; j < hw; ++j) {
-            const float z = p[j] * scale + shift;
-            q[j] = z > 0.0f ? z : 0.0f;
-          }
-        } else {
-          for (std::size_t j = 0; j < hw; ++j) q[j] = p[j] * scale + shift;
+      const double var = m2 / count;  // biased: what the batch is normalised with
+      mean_[c] = static_cast<float>(mean);
+      inv_std_[c] = static_cast<float>(1.0 / std::sqrt(var + kEps));
+      running_mean_[c] = static_cast<float>((1.0 - kMomentum) * running_mean_[c] + kMomentum * mean);
+      if (count > 1)
+        running_var_[c] = static_cast<float>((1.0 - kMomentum) * running_var_[c] + kMomentum * m2 / (count - 1.0));
+    } else if (!train_) {
+      mean_[c] = running_mean_[c];
+      inv_std_[c] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(running_var_[c]) + kEps));
+    }
+    const float scale = gamma_.value[c] * inv_std_[c];
+    const float shift = beta_.value[c] - mean_[c] * scale;
+    for (int i = 0; i < n; ++i) {
+      const float* __restrict p = x.data() + i * per + c * hw;
+      float* __restrict q = y.data() + i * per + c * hw;
+      if (relu) {
+        for (std::size_t j = 0; j < hw; ++j) {
+          const float z = p[j] * scale + shift;
+          q[j] = z > 0.0f ? z : 0.0f;
         }
+      } else {
+        for (std::size_t j = 0; j < hw; ++j) q[j] = p[j] * scale + shift;
       }
     }
+  };
+  if (!train_ || layout.whole()) {
+    // Every chunk is here: statistics and output channel by channel, while its planes are in cache.
+    for_each_range(c_, x.size(), [&](int c_begin, int c_end) {
+      for (int c = c_begin; c < c_end; ++c) {
+        if (train_) chunk_statistics(c);
+        finish_channel(c, stats.data());
+      }
+    });
+    return;
+  }
+  for_each_range(c_, x.size(), [&](int c_begin, int c_end) {
+    for (int c = c_begin; c < c_end; ++c) chunk_statistics(c);
+  });
+  const std::vector<double> all = all_chunks(layout, stats, 2 * static_cast<std::size_t>(c_));
+  for_each_range(c_, x.size(), [&](int c_begin, int c_end) {
+    for (int c = c_begin; c < c_end; ++c) finish_channel(c, all.data());
   });
 }
 
@@ -156,60 +182,88 @@ void BatchNorm::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Ten
   const int n = shape.n;
   const std::size_t hw = static_cast<std::size_t>(h_) * w_;
   const std::size_t per = shape.per_sample();
-  const double count = static_cast<double>(n) * hw;
   // With the fused ReLU the normalised value's gradient is dy where the output is positive and 0
   // elsewhere; reading the mask from y (every load unconditional) keeps the loops branch-free.
   const bool relu = fused_relu_;
-  for_each_range(c_, x.size(), [&](int c_begin, int c_end) {
-    for (int c = c_begin; c < c_end; ++c) {
-      const float m = mean_[c];
-      const double inv_std = inv_std_[c];
-      // Per chunk in double, then added in chunk order (as the statistics above).
-      double sum_dy = 0.0, sum_dy_centred = 0.0;
-      const ChunkLayout layout(n);
-      for (int chunk = 0; chunk < layout.count; ++chunk) {
-        double chunk_dy = 0.0, chunk_dy_centred = 0.0;
-        for (int i = layout.begin(chunk); i < layout.end(chunk); ++i) {
+  const ChunkLayout layout(n);
+  const std::vector<int> samples = chunk_samples(layout);
+  double count = 0.0;
+  for (int s : samples) count += static_cast<double>(s) * hw;
+  // Per chunk in double, then added in chunk order over the whole batch (as the statistics):
+  // [chunk][channel][2] = (sum of dy, sum of dy * (x - mean)).
+  std::vector<double> sums(static_cast<std::size_t>(layout.count) * 2 * c_, 0.0);
+  const auto chunk_sums = [&](int c) {
+    const float m = mean_[c];
+    for (int chunk = 0; chunk < layout.count; ++chunk) {
+      double chunk_dy = 0.0, chunk_dy_centred = 0.0;
+      for (int i = layout.begin(chunk); i < layout.end(chunk); ++i) {
         const float* __restrict p = x.data() + i * per + c * hw;
         const float* __restrict g = dy.data() + i * per + c * hw;
-          if (relu) {
-            const float* __restrict o = y.data() + i * per + c * hw;
-            chunk_dy += lane_sum(hw, [g, o](std::size_t j) { return o[j] > 0.0f ? g[j] : 0.0f; });
-            chunk_dy_centred += lane_sum(hw, [p, g, o, m](std::size_t j) { return (o[j] > 0.0f ? g[j] : 0.0f) * (p[j] - m); });
-          } else {
-            chunk_dy += lane_sum(hw, [g](std::size_t j) { return g[j]; });
-            chunk_dy_centred += lane_sum(hw, [p, g, m](std::size_t j) { return g[j] * (p[j] - m); });
-          }
-        }
-        sum_dy += chunk_dy;
-        sum_dy_centred += chunk_dy_centred;
-      }
-      const double sum_dy_xhat = sum_dy_centred * inv_std;
-      gamma_.grad[c] += static_cast<float>(sum_dy_xhat);
-      beta_.grad[c] += static_cast<float>(sum_dy);
-      const double gamma = gamma_.value[c];
-      // Train: the batch statistics depend on x, so
-      //   dx = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat)),
-      // computed as k * dy + slope * (x - mean) + offset. Test: the statistics are constants,
-      // dx = gamma * inv_std * dy.
-      const double mean_dy = train_ ? sum_dy / count : 0.0;
-      const double mean_dy_xhat = train_ ? sum_dy_xhat / count : 0.0;
-      const double k = gamma * inv_std;
-      const float kf = static_cast<float>(k);
-      const float slope = static_cast<float>(-k * inv_std * mean_dy_xhat);
-      const float offset = static_cast<float>(-k * mean_dy);
-      for (int i = 0; i < n; ++i) {
-        const float* __restrict p = x.data() + i * per + c * hw;
-        const float* __restrict g = dy.data() + i * per + c * hw;
-        float* __restrict d = dx.data() + i * per + c * hw;
         if (relu) {
           const float* __restrict o = y.data() + i * per + c * hw;
-          for (std::size_t j = 0; j < hw; ++j) d[j] = kf * (o[j] > 0.0f ? g[j] : 0.0f) + slope * (p[j] - m) + offset;
+          chunk_dy += lane_sum(hw, [g, o](std::size_t j) { return o[j] > 0.0f ? g[j] : 0.0f; });
+          chunk_dy_centred += lane_sum(hw, [p, g, o, m](std::size_t j) { return (o[j] > 0.0f ? g[j] : 0.0f) * (p[j] - m); });
         } else {
-          for (std::size_t j = 0; j < hw; ++j) d[j] = kf * g[j] + slope * (p[j] - m) + offset;
+          chunk_dy += lane_sum(hw, [g](std::size_t j) { return g[j]; });
+          chunk_dy_centred += lane_sum(hw, [p, g, m](std::size_t j) { return g[j] * (p[j] - m); });
         }
       }
+      double* out = sums.data() + (static_cast<std::size_t>(chunk) * c_ + c) * 2;
+      out[0] = chunk_dy;
+      out[1] = chunk_dy_centred;
     }
+  };
+  const auto finish_channel = [&](int c, const double* all) {
+    const float m = mean_[c];
+    const double inv_std = inv_std_[c];
+    double sum_dy = 0.0, sum_dy_centred = 0.0;
+    for (std::size_t chunk = 0; chunk < samples.size(); ++chunk) {
+      if (samples[chunk] == 0) continue;
+      sum_dy += all[(chunk * c_ + c) * 2];
+      sum_dy_centred += all[(chunk * c_ + c) * 2 + 1];
+    }
+    const double sum_dy_xhat = sum_dy_centred * inv_std;
+    gamma_.grad[c] += static_cast<float>(sum_dy_xhat);
+    beta_.grad[c] += static_cast<float>(sum_dy);
+    const double gamma = gamma_.value[c];
+    // Train: the batch statistics depend on x, so
+    //   dx = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat)),
+    // computed as k * dy + slope * (x - mean) + offset. Test: the statistics are constants,
+    // dx = gamma * inv_std * dy.
+    const double mean_dy = train_ && count > 0 ? sum_dy / count : 0.0;
+    const double mean_dy_xhat = train_ && count > 0 ? sum_dy_xhat / count : 0.0;
+    const double k = gamma * inv_std;
+    const float kf = static_cast<float>(k);
+    const float slope = static_cast<float>(-k * inv_std * mean_dy_xhat);
+    const float offset = static_cast<float>(-k * mean_dy);
+    for (int i = 0; i < n; ++i) {
+      const float* __restrict p = x.data() + i * per + c * hw;
+      const float* __restrict g = dy.data() + i * per + c * hw;
+      float* __restrict d = dx.data() + i * per + c * hw;
+      if (relu) {
+        const float* __restrict o = y.data() + i * per + c * hw;
+        for (std::size_t j = 0; j < hw; ++j) d[j] = kf * (o[j] > 0.0f ? g[j] : 0.0f) + slope * (p[j] - m) + offset;
+      } else {
+        for (std::size_t j = 0; j < hw; ++j) d[j] = kf * g[j] + slope * (p[j] - m) + offset;
+      }
+    }
+  };
+  if (layout.whole()) {
+    // Every chunk is here: sums and dx channel by channel, while its planes are in cache.
+    for_each_range(c_, x.size(), [&](int c_begin, int c_end) {
+      for (int c = c_begin; c < c_end; ++c) {
+        chunk_sums(c);
+        finish_channel(c, sums.data());
+      }
+    });
+    return;
+  }
+  for_each_range(c_, x.size(), [&](int c_begin, int c_end) {
+    for (int c = c_begin; c < c_end; ++c) chunk_sums(c);
+  });
+  const std::vector<double> all = all_chunks(layout, sums, 2 * static_cast<std::size_t>(c_));
+  for_each_range(c_, x.size(), [&](int c_begin, int c_end) {
+    for (int c = c_begin; c < c_end; ++c) finish_channel(c, all.data());
   });
 }
 

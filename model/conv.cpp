@@ -48,10 +48,12 @@ Conv2d::Conv2d(const Shape& in, int out, int kernel, int stride, int pad, bool b
 bool Conv2d::prepare_fast_path(int n, bool backward) {
   if (!dnnl_) return false;
   const ChunkLayout layout(n);
-  const int sizes[2] = {layout.size, layout.end(layout.count - 1) - layout.begin(layout.count - 1)};
-  if (dnnl_->prepare(std::span<const int>(sizes, sizes[0] == sizes[1] ? 1 : 2), layout.count, weight_.value.data(),
-                     backward))
-    return true;
+  std::vector<int> sizes;  // the distinct chunk sizes (two for a uniform layout, more with gaps)
+  for (int c = 0; c < layout.count; ++c) {
+    const int size = layout.end(c) - layout.begin(c);
+    if (size > 0 && std::find(sizes.begin(), sizes.end(), size) == sizes.end()) sizes.push_back(size);
+  }
+  if (dnnl_->prepare(sizes, layout.count, weight_.value.data(), backward)) return true;
   dnnl_.reset();  // oneDNN has no kernel for this shape: the reference path computes it
   return false;
 }
@@ -151,16 +153,9 @@ void Conv2d::reserve_chunks(int chunks, bool backward) {
   for (int c = 0; c < chunks; ++c)
     if (col_[c].size() < col_size) col_[c].resize(col_size);
   if (!backward) return;
-  if (static_cast<int>(dcol_.size()) < chunks) {
-    dcol_.resize(chunks);
-    dw_part_.resize(chunks);
-    db_part_.resize(chunks);
-  }
-  for (int c = 0; c < chunks; ++c) {
+  if (static_cast<int>(dcol_.size()) < chunks) dcol_.resize(chunks);
+  for (int c = 0; c < chunks; ++c)
     if (input_gradient_ && dcol_[c].size() < col_size) dcol_[c].resize(col_size);
-    dw_part_[c].resize(weight_.value.size());
-    db_part_[c].resize(out_);
-  }
 }
 
 void Conv2d::forward(const Tensor& x, Tensor& y, const ForwardContext& ctx) {
@@ -207,31 +202,31 @@ void Conv2d::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor
   const ChunkLayout layout(n);
   const std::size_t work = static_cast<std::size_t>(n) * out_ * hw * ckk;
   const KernelTimer timer(&KernelProfile::conv_backward, (input_gradient_ ? 4.0 : 2.0) * static_cast<double>(work));
+  const std::size_t stride = grad_stride();
+  if (grad_parts_.size() < static_cast<std::size_t>(layout.count) * stride)
+    grad_parts_.resize(static_cast<std::size_t>(layout.count) * stride);
   if (n > 0 && prepare_fast_path(n, true)) {
-    if (static_cast<int>(dw_part_.size()) < layout.count) {
-      dw_part_.resize(layout.count);
-      db_part_.resize(layout.count);
-    }
     const std::size_t in_size = static_cast<std::size_t>(c_) * h_ * w_;
     const std::size_t out_size = static_cast<std::size_t>(out_) * hw;
     for_each_chunk(n, work, [&](int chunk, int begin, int end) {
-      dw_part_[chunk].resize(weight_.value.size());
-      db_part_[chunk].resize(out_);
-      dnnl_->backward(chunk, end - begin, x.data() + begin * in_size, dy.data() + begin * out_size,
-                      dw_part_[chunk].data(), has_bias_ ? db_part_[chunk].data() : nullptr,
-                      input_gradient_ ? dx.data() + begin * in_size : nullptr);
+      float* dw = grad_parts_.data() + chunk * stride;
+      float* db = dw + weight_.value.size();
+      if (!has_bias_) std::fill(db, db + out_, 0.0f);
+      dnnl_->backward(chunk, end - begin, x.data() + begin * in_size, dy.data() + begin * out_size, dw,
+                      has_bias_ ? db : nullptr, input_gradient_ ? dx.data() + begin * in_size : nullptr);
     });
   } else {
     backward_reference(x, dy, dx);
   }
-  // Partial sums in chunk order: the same additions whatever ran where.
-  MatrixMap gw(weight_.grad.data(), out_, ckk);
-  for (int c = 0; c < layout.count; ++c) {
-    gw += ConstMatrixMap(dw_part_[c].data(), out_, ckk);
-    if (has_bias_)
-      Eigen::Map<Eigen::VectorXf>(bias_.grad.data(), out_) +=
-          Eigen::Map<const Eigen::VectorXf>(db_part_[c].data(), out_);
-  }
+  // Partial sums in chunk order, over the chunks of the whole batch (other processes' too): the
+  // same additions whatever ran where.
+  if (grad_sums_.size() < stride) grad_sums_.resize(stride);
+  float* sums = grad_sums_.data();
+  sum_chunks(layout, grad_parts_.data(), stride, sums);
+  float* gw = weight_.grad.data();
+  for (std::size_t k = 0; k < weight_.value.size(); ++k) gw[k] += sums[k];
+  if (has_bias_)
+    for (int k = 0; k < out_; ++k) bias_.grad[k] += sums[weight_.value.size() + k];
 }
 
 void Conv2d::backward_reference(const Tensor& x, const Tensor& dy, Tensor& dx) {
@@ -242,9 +237,10 @@ void Conv2d::backward_reference(const Tensor& x, const Tensor& dy, Tensor& dx) {
   reserve_chunks(layout.count, true);
   const ConstMatrixMap w(weight_.value.data(), out_, ckk);
   const std::size_t work = static_cast<std::size_t>(n) * out_ * hw * ckk;
+  const std::size_t stride = grad_stride();
   for_each_chunk(n, work, [&](int chunk, int begin, int end) {
-    MatrixMap dw(dw_part_[chunk].data(), out_, ckk);
-    Eigen::Map<Eigen::VectorXf> db(db_part_[chunk].data(), out_);
+    MatrixMap dw(grad_parts_.data() + chunk * stride, out_, ckk);
+    Eigen::Map<Eigen::VectorXf> db(grad_parts_.data() + chunk * stride + weight_.value.size(), out_);
     dw.setZero();
     db.setZero();
     for (int i = begin; i < end; ++i) {

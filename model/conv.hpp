@@ -67,7 +67,7 @@ class Conv2d : public Layer {
   void reserve_chunks(int chunks, bool backward);
   /// Readies the fast path for a batch of `n` (false: it declined, the layer now uses im2col).
   bool prepare_fast_path(int n, bool backward);
-  /// im2col + GEMM backward: fills dw_part_/db_part_ per chunk and dx.
+  /// im2col + GEMM backward: fills grad_parts_ per chunk and dx.
   void backward_reference(const Tensor& x, const Tensor& dy, Tensor& dx);
 
   int c_, h_, w_;          // input channels, height, width
@@ -78,8 +78,11 @@ class Conv2d : public Layer {
   Param bias_;             // 1 x out x 1 x 1 (empty without bias)
   std::vector<FloatBuffer> col_;     // per chunk: (C*K*K) x (Ho*Wo)
   std::vector<FloatBuffer> dcol_;    // per chunk: (C*K*K) x (Ho*Wo)
-  std::vector<FloatBuffer> dw_part_; // per chunk: out x (C*K*K)
-  std::vector<FloatBuffer> db_part_; // per chunk: out
+  /// Per chunk: the weight gradient (out x C*K*K) then the bias gradient (out; zeros without a
+  /// bias), grad_stride() floats, chunk after chunk.
+  FloatBuffer grad_parts_;
+  FloatBuffer grad_sums_;  // grad_parts_ summed over the batch's chunks
+  std::size_t grad_stride() const { return weight_.value.size() + static_cast<std::size_t>(out_); }
   std::unique_ptr<DnnlConv> dnnl_;   // the fast path (null: im2col + GEMM)
 };
 

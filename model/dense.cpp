@@ -67,7 +67,9 @@ void Dense::forward(const Tensor& x, Tensor& y, const ForwardContext& ctx) {
     const std::size_t size = weight_.value.size();
     mask_.resize(size);
     masked_w_.resize(size);
-    Rng rng = ctx.rng(0);
+    // Keyed by the step, not by a sample: every process of a data-parallel run draws this
+    // batch's one mask, whichever samples it holds.
+    Rng rng({ctx.seed, ctx.step, ~0ull}, 0x4443ull + static_cast<std::uint64_t>(ctx.layer_index));
     const double keep = 1.0 - drop_;
     const float scale = static_cast<float>(1.0 / keep);
     for (std::size_t i = 0; i < size; ++i) {
@@ -115,38 +117,40 @@ void Dense::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor&
         dxm.middleRows(begin, end - begin).noalias() = dym.middleRows(begin, end - begin) * w;
     });
   }
-  // dW += dy^T x and db += column sums of dy: chunks over the OUTPUT rows of W, each a whole-
-  // batch product, so no partial buffers are needed (an out x in buffer per chunk would be large
-  // for wide layers) and the layout depends only on `out`.
-  MatrixMap dw(weight_.grad.data(), out_, in_);
-  float* db = bias_.grad.data();
-  const float* mask = mask_.data();
-  const bool masked = masked_;
-  for_each_chunk(out_, work, [&](int, int begin, int end) {
+  // dW += dy^T x and db += column sums of dy: a partial per chunk of the batch, added in chunk
+  // order over the whole batch (the chunks of other processes too), so that the reduction over
+  // the batch has one fixed order whatever the thread or process count.
+  const ChunkLayout layout(n);
+  const std::size_t weights = weight_.value.size(), stride = weights + static_cast<std::size_t>(out_);
+  if (grad_parts_.size() < static_cast<std::size_t>(layout.count) * stride)
+    grad_parts_.resize(static_cast<std::size_t>(layout.count) * stride);
+  for_each_chunk(n, work, [&](int chunk, int begin, int end) {
     const int rows = end - begin;
-    // dy^T's rows [begin, end): dy's columns, read with a row stride of 1.
-    const MatrixRef dyt{dy.data() + begin, rows, n, 1, out_};
-    const MatrixRef xr{x.data(), n, in_, in_, 1};
-    if (dnnl_matmul_available() && !masked) {
-      dnnl_matmul(dyt, xr, dw.data() + static_cast<std::size_t>(begin) * in_, in_, true, nullptr);
-    } else if (dnnl_matmul_available()) {
-      Matrix g(rows, in_);
-      dnnl_matmul(dyt, xr, g.data(), in_, false, nullptr);
-      const ConstMatrixMap m(mask + static_cast<std::size_t>(begin) * in_, rows, in_);
-      dw.middleRows(begin, rows).array() += g.array() * m.array();
-    } else if (masked) {
-      const Matrix g = dym.middleCols(begin, rows).transpose() * xm;
-      const ConstMatrixMap m(mask + static_cast<std::size_t>(begin) * in_, rows, in_);
-      dw.middleRows(begin, rows).array() += g.array() * m.array();
+    float* part = grad_parts_.data() + chunk * stride;
+    if (dnnl_matmul_available()) {
+      // dy^T of the chunk: dy's columns, read with a row stride of 1.
+      const MatrixRef dyt{dy.data() + static_cast<std::size_t>(begin) * out_, out_, rows, 1, out_};
+      const MatrixRef xr{x.data() + static_cast<std::size_t>(begin) * in_, rows, in_, in_, 1};
+      dnnl_matmul(dyt, xr, part, in_, false, nullptr);
     } else {
-      dw.middleRows(begin, rows).noalias() += dym.middleCols(begin, rows).transpose() * xm;
+      MatrixMap(part, out_, in_).noalias() = dym.middleRows(begin, rows).transpose() * xm.middleRows(begin, rows);
     }
-    for (int j = begin; j < end; ++j) {
-      float s = 0.0f;
-      for (int i = 0; i < n; ++i) s += dym(i, j);
-      db[j] += s;
-    }
+    float* db_part = part + weights;
+    std::fill(db_part, db_part + out_, 0.0f);
+    for (int i = begin; i < end; ++i)
+      for (int j = 0; j < out_; ++j) db_part[j] += dym(i, j);
   });
+  if (grad_sums_.size() < stride) grad_sums_.resize(stride);
+  const float* sums = grad_sums_.data();
+  sum_chunks(layout, grad_parts_.data(), stride, grad_sums_.data());
+  float* dw = weight_.grad.data();
+  if (masked_) {
+    const float* mask = mask_.data();
+    for (std::size_t k = 0; k < weights; ++k) dw[k] += sums[k] * mask[k];
+  } else {
+    for (std::size_t k = 0; k < weights; ++k) dw[k] += sums[k];
+  }
+  for (int j = 0; j < out_; ++j) bias_.grad[j] += sums[weights + j];
 }
 
 DropConnectMarker::DropConnectMarker(double p) : p_(p) {

@@ -3,13 +3,14 @@
 // Dense ("fcN"): y = x W^T + b over the flattened input (N x in -> N x out), W is out x in,
 // Initialised as PyTorch's nn.Linear: W and b uniform in +-1/sqrt(in) (see dense.cpp for why
 // not He-normal). The GEMMs run on oneDNN's matmul, one thread per chunk (model/matmul_dnnl.hpp),
-// or on Eigen without oneDNN: forward and dx in chunks of the batch, dW in chunks of W's rows.
+// or on Eigen without oneDNN, in chunks of the batch; dW and db as one partial per chunk, added
+// in chunk order (model/parallel.hpp).
 //
 // DropConnect (Wan et al. 2013, "Regularization of Neural Networks using DropConnect"): in
 // Mode::train each weight is kept with probability 1 - P. The paper draws one mask per sample;
 // that needs N masked copies of W and N matrix-vector products instead of one GEMM, so here ONE
-// mask is drawn per batch, from ctx.rng(0) (a pure function of seed, step, the id of the batch's
-// first sample and the layer index). Kept weights are scaled by 1 / (1 - P) ("inverted", as in
+// mask is drawn per batch, from a generator keyed by (seed, step, layer index) only, so that
+// every process of a data-parallel run draws the same mask. Kept weights are scaled by 1 / (1 - P) ("inverted", as in
 // dropout), so Mode::test uses W unchanged; the paper's test-time Gaussian moment matching is not
 // done. The bias is never masked.
 //
@@ -52,6 +53,8 @@ class Dense : public Layer {
   bool masked_ = false;         // the last forward used a DropConnect mask
   FloatBuffer mask_;     // 0 or 1 / (1 - P) per weight
   FloatBuffer masked_w_; // W .* mask (the weights the last forward used)
+  FloatBuffer grad_parts_; // per chunk of the batch: dW (out x in) then db (out)
+  FloatBuffer grad_sums_;  // grad_parts_ summed over the batch's chunks
 };
 
 /// The "dcP" token: an identity layer. Its effect is applied by the following fc, to which the

@@ -1,6 +1,7 @@
 #include "model/loss.hpp"
 
 #include <cmath>
+#include <vector>
 #include <string>
 
 #include "common/error.hpp"
@@ -58,7 +59,7 @@ float row_max(const float* row, int k) {
 }
 
 LossResult cross_entropy(const Tensor& logits, std::span<const int> labels, Tensor* dlogits,
-                         double eps) {
+                         double eps, int divisor = 0, std::vector<double>* sample_losses = nullptr) {
   if (!(eps >= 0.0 && eps < 1.0)) {
     throw ConfigError("label smoothing must be in [0, 1), got " + std::to_string(eps));
   }
@@ -68,7 +69,8 @@ LossResult cross_entropy(const Tensor& logits, std::span<const int> labels, Tens
   const double on = 1.0 - eps + off;
   const int n = logits.shape().n;
   if (dlogits) dlogits->resize(logits.shape());
-  const double inv_n = 1.0 / n;
+  const double inv_n = 1.0 / (divisor > 0 ? divisor : n);
+  if (sample_losses) sample_losses->resize(static_cast<std::size_t>(n));
   LossResult result;
   double total = 0.0;
   for (int i = 0; i < n; ++i) {
@@ -83,9 +85,12 @@ LossResult cross_entropy(const Tensor& logits, std::span<const int> labels, Tens
       // −Σ_j q_j log p_j = (1 − eps)(−log p_y) + (eps/K) Σ_j (−log p_j)
       double nll_sum = 0.0;
       for (int j = 0; j < k; ++j) nll_sum += log_sum - (static_cast<double>(z[j]) - m);
-      total += (1.0 - eps) * nll_y + off * nll_sum;
+      const double term = (1.0 - eps) * nll_y + off * nll_sum;
+      total += term;
+      if (sample_losses) (*sample_losses)[i] = term;
     } else {
       total += nll_y;
+      if (sample_losses) (*sample_losses)[i] = nll_y;
     }
     if (argmax(z, k) == y) ++result.correct;
     if (dlogits) {
@@ -102,9 +107,19 @@ LossResult cross_entropy(const Tensor& logits, std::span<const int> labels, Tens
 
 }  // namespace
 
+int top1(const float* row, int classes) { return argmax(row, classes); }
+
 LossResult softmax_cross_entropy(const Tensor& logits, std::span<const int> labels,
                                  Tensor& dlogits, double label_smoothing) {
   return cross_entropy(logits, labels, &dlogits, label_smoothing);
+}
+
+LossResult softmax_cross_entropy(const Tensor& logits, std::span<const int> labels, Tensor& dlogits,
+                                 double label_smoothing, int batch_samples, std::vector<double>& sample_losses) {
+  if (batch_samples < logits.shape().n)
+    throw ShapeError("softmax cross-entropy: the batch has " + std::to_string(batch_samples) +
+                     " samples, fewer than the " + std::to_string(logits.shape().n) + " rows of the logits");
+  return cross_entropy(logits, labels, &dlogits, label_smoothing, batch_samples, &sample_losses);
 }
 
 LossResult softmax_cross_entropy(const Tensor& logits, std::span<const int> labels) {

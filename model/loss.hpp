@@ -23,6 +23,7 @@
 #pragma once
 
 #include <span>
+#include <vector>
 
 #include "augflow/model/tensor.hpp"
 
@@ -40,9 +41,18 @@ struct LossResult {
 LossResult softmax_cross_entropy(const Tensor& logits, std::span<const int> labels,
                                  Tensor& dlogits, double label_smoothing = 0.0);
 
+/// The same, for a part of a batch (data-parallel training: `logits` hold this process's rows of a
+/// batch of `batch_samples` samples): the mean and dlogits divide by batch_samples, and
+/// `sample_losses` receives each row's loss (its term of the sum), for sums in a fixed order.
+/// result.loss is this part's sum over batch_samples.
+LossResult softmax_cross_entropy(const Tensor& logits, std::span<const int> labels, Tensor& dlogits,
+                                 double label_smoothing, int batch_samples, std::vector<double>& sample_losses);
 /// The same loss and top-1 count without the gradient (evaluation).
 LossResult softmax_cross_entropy(const Tensor& logits, std::span<const int> labels);
 
+/// The index of the row's largest of `classes` scores: ties go to the lower index, a NaN never
+/// wins (the top-1 prediction every accuracy here counts).
+int top1(const float* row, int classes);
 /// Row-wise softmax probabilities (stable: the row maximum is subtracted first); `probs` is
 /// resized to the logits' shape. Evaluation averages these over views or ensemble members.
 void softmax(const Tensor& logits, Tensor& probs);

@@ -12,11 +12,17 @@
 // (captured into their task_group_context), whichever thread runs them, so a worker thread's
 // own mode never changes a result. Training runs under FlushDenormals.
 //
+// Data-parallel training keeps the contract across processes: a BatchPartition tells the layers
+// which chunks of the global batch this process holds, and the chunk partials of the others
+// arrive through a ChunkExchange, to be added in the same chunk order.
+//
 // API: internal to augflow::model; not installed.
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
+#include <vector>
 
 #if defined(__SSE__)
 #include <xmmintrin.h>  // the MXCSR register
@@ -53,33 +59,123 @@ class FlushDenormals {
 #endif
 };
 
+class ChunkExchange;
+
+/// How the batch being trained on is cut into chunks when that is not the uniform layout, and
+/// where its other chunks are. Data-parallel training spreads the chunks of each global batch
+/// over processes: this process holds chunks [first, first + held()) of `chunks`, as consecutive
+/// samples of its local tensor; a chunk may also have lost samples (unusable files), so its
+/// bounds are explicit. The trainer builds one per step and activates it with PartitionScope.
+struct BatchPartition {
+  int chunks = 0;            ///< chunks of the whole (global) batch
+  int first = 0;             ///< the first chunk held here
+  std::vector<int> bounds;   ///< held chunk i covers local samples [bounds[i], bounds[i + 1])
+  std::vector<int> samples;  ///< the sample count of every chunk of the batch (all processes)
+  /// Moves per-chunk partials between the processes; null when every chunk is held here.
+  ChunkExchange* exchange = nullptr;
+
+  int held() const { return bounds.empty() ? 0 : static_cast<int>(bounds.size()) - 1; }
+  int local_samples() const { return bounds.empty() ? 0 : bounds.back(); }
+  /// Samples of the whole batch (the divisor of a mean over the batch).
+  int total_samples() const {
+    int total = 0;
+    for (int s : samples) total += s;
+    return total;
+  }
+};
+
+/// Gathers per-chunk partial results from the processes that hold a batch's chunks, so that every
+/// process can combine all chunks in chunk order (the same additions as one process would make).
+/// Implemented over the job's communicator (pipeline); calls come from the thread that runs the
+/// layer's forward or backward, never from inside a parallel region.
+class ChunkExchange {
+ public:
+  virtual ~ChunkExchange() = default;
+  /// `mine` holds `width` values for each chunk held here (in chunk order); `all` receives
+  /// `width` values for every chunk of the batch, in chunk order.
+  virtual void gather(const float* mine, std::size_t width, float* all) = 0;
+  virtual void gather(const double* mine, std::size_t width, double* all) = 0;
+  /// `sums` (width floats) = the sum over every chunk of the batch that has samples
+  /// (chunk_samples[c] > 0) of its `width` partials, added in chunk order starting from 0, the
+  /// same on every process. `mine` holds width floats for each chunk held here. An
+  /// implementation may have each process add a slice of the values and share the slices (the
+  /// bytes of a reduce-scatter and an all-gather, as an all-reduce).
+  virtual void sum_chunks(const float* mine, std::size_t width, const std::vector<int>& chunk_samples,
+                          float* sums) = 0;
+};
+
+/// The partition active on this thread (null: the uniform layout of every batch).
+const BatchPartition* active_partition();
+
+/// Makes `partition` the layout of batches of partition.local_samples() samples that this thread
+/// runs through layers, while the scope lives. Layers compute their ChunkLayout on the calling
+/// thread (not inside their parallel regions), so they all see it.
+class PartitionScope {
+ public:
+  explicit PartitionScope(const BatchPartition& partition);
+  ~PartitionScope();
+  PartitionScope(const PartitionScope&) = delete;
+  PartitionScope& operator=(const PartitionScope&) = delete;
+
+ private:
+  const BatchPartition* saved_;
+};
+
 /// The chunks of a batch of `n` samples: chunk i covers samples [begin(i), end(i)).
+/// Uniform layout: at most kMaxChunks chunks of ceil(n / kMaxChunks) samples, the last one
+/// possibly shorter. Under an active BatchPartition covering n samples, its held chunks.
 struct ChunkLayout {
   /// 8 chunks keep 2..8 cores busy; more would only multiply partial-gradient buffers.
   static constexpr int kMaxChunks = 8;
+  /// The most chunks a batch may be cut into (a training run's chunks setting, for processes
+  /// times cores beyond 8): each chunk held keeps a partial of every parameter gradient.
+  static constexpr int kLargestChunkCount = 64;
 
   int n = 0;      ///< samples
-  int size = 0;   ///< samples per chunk (the last may have fewer)
   int count = 0;  ///< chunks
 
-  explicit ChunkLayout(int samples)
-      : n(samples),
-        size(samples <= 0 ? 1 : (samples + kMaxChunks - 1) / kMaxChunks),
-        count(samples <= 0 ? 0 : (samples + size - 1) / size) {}
-  int begin(int chunk) const { return chunk * size; }
-  int end(int chunk) const { return std::min(n, (chunk + 1) * size); }
+  /// The layout of a batch of `samples` on this thread: the active partition's when it covers
+  /// that many samples, else the uniform one.
+  explicit ChunkLayout(int samples);
+  /// At most `chunks` chunks of ceil(samples / chunks) samples, the last possibly shorter.
+  static ChunkLayout uniform(int samples, int chunks = kMaxChunks);
+
+  int begin(int chunk) const { return bounds_[chunk]; }
+  int end(int chunk) const { return bounds_[chunk + 1]; }
+  /// Whether all of the batch's chunks are here (no partition, or one without an exchange).
+  bool whole() const { return partition_ == nullptr || partition_->exchange == nullptr; }
+  const BatchPartition* partition() const { return partition_; }
+
+ private:
+  ChunkLayout() = default;
+  std::array<int, kLargestChunkCount + 1> bounds_{};
+  const BatchPartition* partition_ = nullptr;
 };
+
+/// `sums` = the sum of per-chunk partials over every chunk of the batch that has samples, added
+/// in chunk order from 0: ((0 + p_0) + p_1) + ... `partials` holds `width` floats for each chunk
+/// of `layout` (the chunks held here); the other processes' chunks come through the exchange.
+void sum_chunks(const ChunkLayout& layout, const float* partials, std::size_t width, float* sums);
+
+/// Every chunk's `width` values in chunk order, from the chunks of `layout` (held here) and,
+/// through the exchange, the others'. Without a partition: `mine` itself.
+std::vector<double> all_chunks(const ChunkLayout& layout, const std::vector<double>& mine, std::size_t width);
+
+/// The sample count of every chunk of the batch (in chunk order).
+std::vector<int> chunk_samples(const ChunkLayout& layout);
 
 /// Runs body(chunk, begin, end) for every chunk of a batch of `n` samples. `work` is a rough
 /// count of floats touched: below a threshold the chunks run serially, in order, on the
 /// calling thread (task overhead would dominate). Serial or parallel, each chunk computes the
 /// same thing, so the choice never changes a result.
+/// Chunks without samples (a partition's chunk whose files were all unusable) are skipped.
 template <typename Body>
 void for_each_chunk(int n, std::size_t work, Body&& body) {
   const ChunkLayout layout(n);
   constexpr std::size_t kParallelWork = std::size_t{1} << 15;
   if (layout.count <= 1 || work < kParallelWork) {
-    for (int c = 0; c < layout.count; ++c) body(c, layout.begin(c), layout.end(c));
+    for (int c = 0; c < layout.count; ++c)
+      if (layout.end(c) > layout.begin(c)) body(c, layout.begin(c), layout.end(c));
     return;
   }
   tbb::task_group_context context;  // the caller's floating-point mode, for every chunk
@@ -87,7 +183,8 @@ void for_each_chunk(int n, std::size_t work, Body&& body) {
   tbb::parallel_for(
       tbb::blocked_range<int>(0, layout.count, 1),
       [&](const tbb::blocked_range<int>& r) {
-        for (int c = r.begin(); c < r.end(); ++c) body(c, layout.begin(c), layout.end(c));
+        for (int c = r.begin(); c < r.end(); ++c)
+          if (layout.end(c) > layout.begin(c)) body(c, layout.begin(c), layout.end(c));
       },
       tbb::simple_partitioner(), context);
 }

@@ -660,4 +660,22 @@ Split split_stratified(const Dataset& data, double val_fraction, std::uint64_t s
   return {data.subset(train), data.subset(val)};
 }
 
+std::string listing_digest(const std::vector<Dataset>& sets) {
+  std::uint64_t h = 1469598103934665603ull;  // FNV-1a
+  auto add = [&](const std::string& text) {
+    for (unsigned char ch : text) h = (h ^ ch) * 1099511628211ull;
+    h = (h ^ 0xff) * 1099511628211ull;
+  };
+  std::size_t samples = 0;
+  for (const auto& d : sets) {
+    samples += d.size();
+    for (const auto& name : d.class_names) add(name);
+    for (int label : d.labels) add(std::to_string(label));
+    for (const auto& path : d.paths) add(path.string());
+  }
+  char text[64];
+  std::snprintf(text, sizeof text, "%zu samples, listing %016llx", samples, static_cast<unsigned long long>(h));
+  return text;
+}
+
 }  // namespace augflow::pipeline

@@ -128,4 +128,8 @@ struct Split {
 /// Throws ConfigError unless 0 < val_fraction < 1.
 Split split_stratified(const Dataset& data, double val_fraction, std::uint64_t seed);
 
+/// A short digest of data sets' listing (sample count, classes, labels, paths), e.g. "60000
+/// samples, listing 3f2a...": what the processes of a job compare to be sure they see the same data.
+std::string listing_digest(const std::vector<Dataset>& sets);
+
 }  // namespace augflow::pipeline

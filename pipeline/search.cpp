@@ -242,26 +242,6 @@ void run_stage(const SearchConfig& config, const SearchSpace& space,
     if (lines[k]) log(trial_line(space, *lines[k], finished_before + static_cast<int>(k) + 1, current.trials));
 }
 
-/// What the processes of a distributed search must agree on (besides the version): the
-/// settings that decide results, and the listing of the data.
-std::string data_digest(const std::vector<Dataset>& sets) {
-  std::uint64_t h = 1469598103934665603ull;  // FNV-1a
-  auto add = [&](const std::string& text) {
-    for (unsigned char ch : text) h = (h ^ ch) * 1099511628211ull;
-    h = (h ^ 0xff) * 1099511628211ull;
-  };
-  std::size_t samples = 0;
-  for (const auto& d : sets) {
-    samples += d.size();
-    for (const auto& name : d.class_names) add(name);
-    for (int label : d.labels) add(std::to_string(label));
-    for (const auto& path : d.paths) add(path.string());
-  }
-  char text[64];
-  std::snprintf(text, sizeof text, "%zu samples, listing %016llx", samples, static_cast<unsigned long long>(h));
-  return text;
-}
-
 }  // namespace
 
 int stage_epochs(const SearchConfig& config, int stage) { return config.base.epochs << (stage - 1); }
@@ -434,7 +414,7 @@ SearchResult search(const SearchConfig& requested, const std::function<void(cons
     for (const auto& d : shared_data) listed.push_back(d);
     check_agreement(comm, {{"version", "augflow " AUGFLOW_VERSION_STRING},
                            {"settings", settings.dump()},
-                           {"data", data_digest(listed)}});
+                           {"data", listing_digest(listed)}});
   }
   listed.clear();
   const int trial_threads = std::max(1, config.base.threads / config.parallel);

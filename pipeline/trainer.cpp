@@ -8,11 +8,15 @@
 #include <fstream>
 #include <limits>
 #include <optional>
+#include <span>
+#include <sstream>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 
 #include "augment/registry.hpp"
 #include "augment/spec.hpp"
+#include "common/communicator.hpp"
 #include "common/error.hpp"
 #include "common/format.hpp"
 #include "model/checkpoint.hpp"
@@ -21,6 +25,7 @@
 #include "model/optim.hpp"
 #include "model/parallel.hpp"
 #include "model/regularizer.hpp"
+#include "pipeline/data_parallel.hpp"
 #include "pipeline/defaults.hpp"
 #include "pipeline/loader.hpp"
 #include "pipeline/model_io.hpp"
@@ -87,32 +92,51 @@ bool validates_with_mirror(const std::string& val_views, const augment::Pipeline
 
 /// Accuracy and NLL over the validation loader in test mode. With `mirror`, the softmax
 /// probabilities of each image and of its mirror are averaged (augflow eval's flip view).
-EpochStats evaluate(model::Net& net, Loader& loader, std::uint64_t seed, bool mirror) {
-  EpochStats stats;
-  double loss_sum = 0;
-  std::size_t correct = 0;
-  model::Tensor x, mirrored, probs, mirror_probs;
+/// Each process evaluates its share of every batch in the chunks training uses; the per-chunk
+/// sums are added in (batch, chunk) order, so the figures do not depend on the process count.
+EpochStats evaluate(model::Net& net, Loader& loader, std::uint64_t seed, bool mirror, DataParallel& parallel) {
+  model::Tensor x, mirrored, probs, mirror_probs, unused_gradient;
+  std::vector<double> losses;
+  std::vector<DataParallel::ChunkRecord> records;
   loader.start_epoch(0);
-  while (auto batch = loader.next()) {
-    to_tensor(*batch, x);
+  const std::size_t positions = loader.epoch_positions(0), batch = loader.options().batch_size;
+  while (auto b = loader.next()) {
+    const std::size_t batch_positions = std::min(batch, positions - b->index() * batch);
+    const model::BatchPartition partition = parallel.partition(&*b, batch_positions);
+    const model::PartitionScope scope(partition);
+    to_tensor(*b, x);
     const model::ForwardContext ctx{model::Mode::test, seed, 0, 0, nullptr};
-    model::LossResult r;
+    const auto labels = b->labels();
+    const model::Tensor* scores = nullptr;
     if (!mirror) {
-      r = model::softmax_cross_entropy(net.forward(x, ctx), batch->labels());
+      scores = &net.forward(x, ctx);
+      model::softmax_cross_entropy(*scores, labels, unused_gradient, 0.0, b->size(), losses);
     } else {
       model::softmax(net.forward(x, ctx), probs);
       mirror_horizontally(x, mirrored);
       model::softmax(net.forward(mirrored, ctx), mirror_probs);
       for (std::size_t i = 0; i < probs.size(); ++i) probs[i] = 0.5f * (probs[i] + mirror_probs[i]);
-      r = model::nll_of_probabilities(probs, batch->labels());
+      scores = &probs;
+      losses.resize(labels.size());
+      for (std::size_t i = 0; i < labels.size(); ++i) losses[i] = -std::log(static_cast<double>(probs.sample(i)[labels[i]]));
     }
-    loss_sum += r.loss * batch->size();
-    correct += static_cast<std::size_t>(r.correct);
-    stats.images += static_cast<std::size_t>(batch->size());
+    const int classes = scores->shape().c;
+    for (int c = 0; c < partition.held(); ++c) {
+      DataParallel::ChunkRecord record{b->index(), partition.first + c, 0.0, 0.0, 0.0};
+      for (int i = partition.bounds[c]; i < partition.bounds[c + 1]; ++i) {
+        record.loss += losses[i];
+        record.correct += model::top1(scores->sample(i), classes) == labels[i] ? 1.0 : 0.0;
+        record.samples += 1.0;
+      }
+      if (record.samples > 0) records.push_back(record);
+    }
   }
-  if (stats.images) {
-    stats.loss = loss_sum / stats.images;
-    stats.accuracy = static_cast<double>(correct) / stats.images;
+  const auto [loss_sum, correct, images] = parallel.sum_records(records);
+  EpochStats stats;
+  stats.images = images;
+  if (images) {
+    stats.loss = loss_sum / static_cast<double>(images);
+    stats.accuracy = static_cast<double>(correct) / static_cast<double>(images);
   }
   return stats;
 }
@@ -304,7 +328,7 @@ class Pace {
 
 nlohmann::json to_json(const TrainConfig& c) {
   return {{"train", c.train}, {"val", c.val}, {"val_split", c.val_split}, {"model", c.model}, {"aug", c.aug},
-          {"epochs", c.epochs}, {"batch", c.batch}, {"optimizer", c.optimizer}, {"lr", c.lr},
+          {"epochs", c.epochs}, {"batch", c.batch}, {"chunks", c.chunks}, {"optimizer", c.optimizer}, {"lr", c.lr},
           {"schedule", c.schedule}, {"regularizer", c.regularizer}, {"weight_decay", c.weight_decay},
           {"early_stop", c.early_stop}, {"seed", c.seed}, {"threads", c.threads}, {"cache_mb", c.cache_mb},
           {"ema", c.ema}, {"snapshots", c.snapshots}, {"init", c.init}, {"freeze", c.freeze},
@@ -323,6 +347,7 @@ TrainConfig train_config_from_json(const nlohmann::json& j) {
     c.aug = j.at("aug");
     c.epochs = j.at("epochs");
     c.batch = j.at("batch");
+    c.chunks = j.value("chunks", 8);  // runs before the setting: the fixed 8
     c.optimizer = j.at("optimizer");
     c.lr = j.at("lr");
     c.schedule = j.at("schedule");
@@ -411,9 +436,20 @@ std::vector<int> plan_snapshots(int snapshots, int epochs, model::Schedule& sche
   return ends;
 }
 
-TrainSummary train(const TrainConfig& c, const std::function<void(const std::string&)>& log, bool resume,
-                   const std::atomic<bool>* stop, const ProgressSink& progress) {
+TrainSummary train(const TrainConfig& c, const std::function<void(const std::string&)>& log_line, bool resume,
+                   const std::atomic<bool>* stop, const ProgressSink& progress, Communicator* comm) {
   const auto run_start = Clock::now();
+  // Data-parallel over the processes of an mpirun job (pipeline/data_parallel.hpp); a plain run
+  // is one process with the same code. Only rank 0 prints and writes the run folder.
+  const auto local_comm = comm ? nullptr : make_local_communicator();
+  Communicator& world = comm ? *comm : *local_comm;
+  if (c.chunks < 1 || c.chunks > model::ChunkLayout::kLargestChunkCount)
+    throw ConfigError("--chunks must be in [1, " + std::to_string(model::ChunkLayout::kLargestChunkCount) + "], got " +
+                      std::to_string(c.chunks));
+  DataParallel parallel(world, c.chunks);
+  const bool writer = world.root();
+  const std::function<void(const std::string&)> log =
+      writer ? log_line : std::function<void(const std::string&)>([](const std::string&) {});
   const model::FlushDenormals flush_denormals;  // see model/parallel.hpp: decayed weights must not crawl
   const bool open_ended = c.budget_minutes > 0 && c.epochs == 0;  // --budget without an epoch bound
   if (c.epochs < 1 && !open_ended && !(c.budget_epochs > 0))
@@ -462,6 +498,21 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
     val_data = std::move(split.val);
   }
   const int classes = static_cast<int>(train_data.class_names.size());
+  if (world.size() > 1) {
+    const int most = max_processes(c.batch, c.chunks);
+    if (world.size() > most)
+      throw ConfigError("data-parallel training cuts every batch into " + std::to_string(most) + " chunks (--batch " +
+                        std::to_string(c.batch) + ", --chunks " + std::to_string(c.chunks) +
+                        ") and each process needs one at least: start at most " + std::to_string(most) +
+                        " processes, not " + std::to_string(world.size()) + ", or give more --chunks");
+    // Every process must train the same thing on the same data before anything runs.
+    nlohmann::json settings = to_json(c);
+    for (const char* speed : {"threads", "cache_mb"}) settings.erase(speed);
+    check_agreement(world, {{"version", "augflow " AUGFLOW_VERSION_STRING},
+                            {"settings", settings.dump()},
+                            {"data", listing_digest({train_data, val_data})},
+                            {"resume", resume ? "yes" : "no"}});
+  }
 
   // Defaults that follow the data (pipeline/defaults.hpp): only for what was not given.
   // With --init, "auto" means the file's own network (an empty model_text).
@@ -493,6 +544,11 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
   train_options.last_epoch = c.budget_epochs > 0 ? static_cast<std::uint64_t>(std::ceil(c.budget_epochs)) - 1
                              : open_ended     ? ~0ull
                                               : static_cast<std::uint64_t>(c.epochs - 1);
+  // Each process loads only the samples of its chunks of every batch. Several processes learn
+  // each other's unusable files at an epoch's end (share_unusable), so the next epoch's order
+  // is fixed only then, not early.
+  train_options.batch_share = parallel.loader_share();
+  if (world.size() > 1) train_options.prefetch_next_epoch = false;
   LoaderOptions val_options = train_options;
   val_options.shuffle = false;
   val_options.prefetch_next_epoch = false;
@@ -545,7 +601,7 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
   };
   const std::string kEmaPrefix = "ema/";
 
-  fs::create_directories(c.out);
+  if (writer) fs::create_directories(c.out);
   const fs::path out(c.out);
   TrainSummary summary;
   double train_seconds = 0;
@@ -562,7 +618,7 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
     // Everything the remaining epochs depend on comes back: weights, statistics, optimizer
     // moments, the step (dropout masks) and epoch (order, augmentation), the excluded samples.
     const auto ckpt = model::load_checkpoint((out / "last.ckpt").string());
-    remove_stale_checkpoint_temps(out);
+    if (writer) remove_stale_checkpoint_temps(out);
     model::restore_net(net, ckpt);
     model::OptimizerState optimizer_state;
     for (const auto& [name, tensor] : ckpt.optimizer_state) {
@@ -607,12 +663,13 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
     config["classes"] = train_loader.dataset().class_names;
     config["input"] = {shape.channels, shape.height, shape.width};
     if (c.split_seed) config["split_seed"] = *c.split_seed;
-    write_text(out / "config.json", config.dump(2) + "\n");
+    config["processes"] = world.size();
+    if (writer) write_text(out / "config.json", config.dump(2) + "\n");
   }
   std::vector<EpochMetrics> history = resume ? read_history(out / "metrics.csv", first_epoch) : std::vector<EpochMetrics>{};
   // A run killed after writing an epoch's metrics row but before its last.ckpt redoes that
   // epoch: keep only the header and the rows of the epochs last.ckpt holds, so none repeats.
-  if (resume) keep_metrics_rows(out / "metrics.csv", first_epoch);
+  if (resume && writer) keep_metrics_rows(out / "metrics.csv", first_epoch);
   // The elapsed_seconds column goes last, so readers of the older columns keep working; a run
   // resumed from a metrics.csv without it goes on without it.
   bool elapsed_column = true;
@@ -622,11 +679,20 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
     std::getline(in, header);
     elapsed_column = header.find("elapsed_seconds") != std::string::npos;
   }
-  std::ofstream metrics(out / "metrics.csv", resume ? std::ios::app : std::ios::trunc);
-  if (!resume)
-    metrics << "epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds"
-            << (ema.empty() ? "" : ",ema_val_loss,ema_val_accuracy") << ",elapsed_seconds\n";
-  if (!metrics) throw IoError((out / "metrics.csv").string() + ": cannot write");
+  // Rank 0 writes the run folder; the other processes' metrics go nowhere.
+  std::ofstream file_metrics;
+  std::ostringstream no_metrics;
+  if (writer) {
+    file_metrics.open(out / "metrics.csv", resume ? std::ios::app : std::ios::trunc);
+    if (!resume)
+      file_metrics << "epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds"
+                   << (ema.empty() ? "" : ",ema_val_loss,ema_val_accuracy") << ",elapsed_seconds\n";
+    if (!file_metrics) throw IoError((out / "metrics.csv").string() + ": cannot write");
+  }
+  std::ostream& metrics = writer ? static_cast<std::ostream&>(file_metrics) : no_metrics;
+  const auto save_checkpoint = [&](const fs::path& file, const model::Checkpoint& ckpt) {
+    if (writer) model::save_checkpoint(file.string(), ckpt);
+  };
 
   auto checkpoint_of = [&](int epochs_done, std::uint64_t step) {
     model::Checkpoint ckpt;
@@ -651,6 +717,8 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
   };
 
   model::Tensor x, dlogits;
+  std::vector<double> sample_losses;
+  std::vector<char> sample_correct;
   const std::size_t batches_per_epoch =
       std::max<std::size_t>(1, (train_loader.dataset().size() + c.batch - 1) / c.batch);
   double base_lr = c.lr;  // control.json may change it
@@ -666,9 +734,18 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
     const bool continuing = !partial.is_null();  // the epoch an interrupted run stopped in
     if (continuing) {
       base_lr = partial.at("base_lr");  // control.json was applied when the epoch began
-    } else if (apply_control(out, epoch, base_lr, log)) {
-      summary.stopped_early = true;
-      break;
+    } else {
+      // Rank 0 reads control.json; every process follows its decision.
+      bool stop_requested = writer && apply_control(out, epoch, base_lr, log);
+      if (world.size() > 1) {
+        const auto decided = nlohmann::json::parse(parallel.broadcast(nlohmann::json{{"lr", base_lr}, {"stop", stop_requested}}.dump()));
+        base_lr = decided.at("lr");
+        stop_requested = decided.at("stop");
+      }
+      if (stop_requested) {
+        summary.stopped_early = true;
+        break;
+      }
     }
     const auto start = Clock::now();
     double loss_sum = 0, lr = base_lr, seconds_before = 0;
@@ -691,43 +768,81 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
     }
     std::uint64_t next_batch = 0;  // the batch an interruption leaves unprocessed
     auto step_start = Clock::now();
-    while (auto batch = train_loader.next()) {
-      if (stop && stop->load()) {
+    // The epoch's global batches, one step each. This process holds a share of each (all of it
+    // when alone); a batch of which none of its samples arrived still takes part in the step.
+    const std::size_t epoch_positions = train_loader.epoch_positions(static_cast<std::uint64_t>(epoch));
+    const std::uint64_t global_batches = (epoch_positions + c.batch - 1) / c.batch;
+    std::optional<Batch> pending;
+    bool loader_done = false;
+    for (std::uint64_t k = first_batch; k < global_batches; ++k) {
+      if (!pending && !loader_done) {
+        pending = train_loader.next();
+        loader_done = !pending;
+      }
+      const Batch* local = pending && pending->index() == k ? &*pending : nullptr;
+      const std::size_t batch_positions = std::min<std::size_t>(c.batch, epoch_positions - k * c.batch);
+      model::BatchPartition partition = parallel.partition(local, batch_positions);
+      const double planned_lr = pace.rate(base_lr, epoch, batch_index, step, elapsed());
+      const StepAgreement agreed = parallel.agree(partition, stop && stop->load(), planned_lr, pace.last_step());
+      if (agreed.stop) {
         summary.interrupted = true;
-        next_batch = batch->index();
+        next_batch = k;
         break;
       }
-      to_tensor(*batch, x);
-      const std::vector<std::uint64_t> ids(batch->sample_ids().begin(), batch->sample_ids().end());
-      const model::ForwardContext ctx{model::Mode::train, c.seed, step, 0, &ids};
-      const auto& logits = net.forward(x, ctx);
-      const auto r = model::softmax_cross_entropy(logits, batch->labels(), dlogits, c.label_smoothing);
-      net.backward(dlogits);
+      if (agreed.samples == 0) {  // every file of the batch was unusable
+        if (local) pending.reset();
+        continue;
+      }
+      // The step: this process's share forward, the loss over the whole batch, backward (the
+      // layers add every process's chunk partials in chunk order), the same update everywhere.
+      if (local) {
+        to_tensor(*local, x);
+      } else {
+        x.resize({0, shape.channels, shape.height, shape.width});
+      }
+      const std::span<const int> labels = local ? local->labels() : std::span<const int>();
+      const std::vector<std::uint64_t> ids =
+          local ? std::vector<std::uint64_t>(local->sample_ids().begin(), local->sample_ids().end())
+                : std::vector<std::uint64_t>();
+      double batch_loss = 0;
+      std::size_t batch_correct = 0;
+      {
+        const model::PartitionScope scope(partition);
+        const model::ForwardContext ctx{model::Mode::train, c.seed, step, 0, &ids};
+        const auto& logits = net.forward(x, ctx);
+        model::softmax_cross_entropy(logits, labels, dlogits, c.label_smoothing, agreed.samples, sample_losses);
+        sample_correct.assign(labels.size(), 0);
+        for (std::size_t i = 0; i < labels.size(); ++i)
+          sample_correct[i] = model::top1(logits.sample(static_cast<int>(i)), logits.shape().c) == labels[i];
+        std::tie(batch_loss, batch_correct) = parallel.batch_sums(partition, sample_losses, sample_correct);
+        net.backward(dlogits);
+      }
+      if (local) pending.reset();  // its buffer goes back to the loader
       const double penalty = model::apply_regularizer(regularizer, trainable);
-      if (!std::isfinite(r.loss) || !std::isfinite(penalty))
+      if (!std::isfinite(batch_loss) || !std::isfinite(penalty))
         throw Error("training diverged at epoch " + std::to_string(epoch + 1) + ", batch " +
-                    std::to_string(batch_index + 1) + ": the loss is " + std::to_string(r.loss) +
+                    std::to_string(batch_index + 1) + ": the loss is " + std::to_string(batch_loss / agreed.samples) +
                     ". Try a smaller --lr (now " + std::to_string(c.lr) + "), a schedule, or batch norm; " +
                     (epoch > 0 ? (out / "last.ckpt").string() + " holds the last good epoch" : "no epoch finished"));
-      lr = pace.rate(base_lr, epoch, batch_index, step, elapsed());
+      lr = agreed.lr;
       optimizer->step(trainable, static_cast<float>(lr));
       if (!ema.empty()) {
         const float d = static_cast<float>(c.ema);
         for (std::size_t i = 0; i < trainable.size(); ++i) {
           float* shadow = ema[i].data();
           const float* w = trainable[i]->value.data();
-          for (std::size_t k = 0; k < ema[i].size(); ++k) shadow[k] = d * shadow[k] + (1.0f - d) * w[k];
+          for (std::size_t j = 0; j < ema[i].size(); ++j) shadow[j] = d * shadow[j] + (1.0f - d) * w[j];
         }
       }
-      loss_sum += r.loss * batch->size();
-      correct += static_cast<std::size_t>(r.correct);
-      images += static_cast<std::size_t>(batch->size());
+      loss_sum += batch_loss;
+      correct += batch_correct;
+      images += static_cast<std::size_t>(agreed.samples);
       ++step;
       ++batch_index;
       const auto now = Clock::now();
       pace.step_took(std::chrono::duration<double>(now - step_start).count());
       step_start = now;
-      if (progress) {
+      if (progress && writer) {
         const double epoch_seconds = std::chrono::duration<double>(now - start).count();
         const double rate = epoch_seconds > 0 ? images / epoch_seconds : 0;
         const double left_in_epoch = std::max<double>(0, batches_per_epoch - batch_index) * c.batch;
@@ -739,7 +854,7 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
         progress({epoch + 1, shown_epochs, batch_index, batches_per_epoch, loss_sum / std::max<std::size_t>(1, images),
                   rate, eta});
       }
-      if (pace.budgeted() && pace.last_step()) {
+      if (pace.budgeted() && agreed.last_step) {
         // The budget is spent, with the schedule at its end value: this (partial) epoch is
         // validated and checkpointed like a whole one, and the run ends.
         summary.budget_spent = true;
@@ -747,6 +862,9 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
         break;
       }
     }
+    pending.reset();
+    // Unusable files any process found in this epoch leave the next epoch's order on all.
+    parallel.share_unusable(train_loader);
     if (summary.interrupted) {
       if (batch_index == 0) {
         train_loader.stop();
@@ -772,7 +890,7 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
           {"images", images}, {"base_lr", base_lr}, {"train_unusable_found", found},
           {"seconds", seconds_before + std::chrono::duration<double>(Clock::now() - start).count()}};
       train_loader.stop();
-      model::save_checkpoint((out / "last.ckpt").string(), ckpt);
+      save_checkpoint(out / "last.ckpt", ckpt);
       log("interrupted during epoch " + std::to_string(epoch + 1) + " after batch " + std::to_string(batch_index) +
           " of " + std::to_string(batches_per_epoch) + ": " + (out / "last.ckpt").string() +
           " holds the weights so far; continue with: augflow train --resume " + c.out);
@@ -782,14 +900,15 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
     train_seconds += seconds;
     train_images += images;
     const auto validation_start = Clock::now();
-    const EpochStats val = evaluate(net, val_loader, c.seed, val_mirror);
+    const EpochStats val = evaluate(net, val_loader, c.seed, val_mirror, parallel);
+    parallel.share_unusable(val_loader);  // the next validation's order leaves them out on every process
     const double train_loss = images ? loss_sum / images : 0;
     const double train_accuracy = images ? static_cast<double>(correct) / images : 0;
     metrics << epoch + 1 << "," << train_loss << "," << train_accuracy << "," << val.loss << "," << val.accuracy
             << "," << lr << "," << seconds;
     if (!ema.empty()) {
       swap_ema();
-      const EpochStats ema_val = evaluate(net, val_loader, c.seed, val_mirror);
+      const EpochStats ema_val = evaluate(net, val_loader, c.seed, val_mirror, parallel);
       model::Checkpoint ema_ckpt;
       model::store_net(net, ema_ckpt);
       ema_ckpt.class_names = train_loader.dataset().class_names;
@@ -798,7 +917,7 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
       ema_ckpt.augmentation = train_pipeline->print();
       ema_ckpt.meta = {{"ema", c.ema}};
       swap_ema();
-      model::save_checkpoint((out / "ema.ckpt").string(), ema_ckpt);
+      save_checkpoint(out / "ema.ckpt", ema_ckpt);
       summary.best_ema_val_accuracy = std::max(summary.best_ema_val_accuracy, ema_val.accuracy);
       metrics << "," << ema_val.loss << "," << ema_val.accuracy;
       log("  ema weights: val loss " + std::to_string(ema_val.loss) + " acc " + std::to_string(ema_val.accuracy));
@@ -812,7 +931,7 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
     metrics << "\n";
     metrics.flush();
     history.push_back({train_loss, train_accuracy, val.loss, val.accuracy});
-    write_curves((out / "curves.png").string(), history);
+    if (writer) write_curves((out / "curves.png").string(), history);
     char line[256];
     std::snprintf(line, sizeof line,
                   "epoch %d/%s: train loss %.4f acc %.4f | val loss %.4f acc %.4f | lr %.3g | %.0f images/s",
@@ -837,14 +956,14 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
     // last.ckpt is the commit point of the epoch, so it is written last: a crash (SIGKILL,
     // power loss) before it makes --resume redo this epoch, which rewrites best.ckpt and the
     // snapshot with the same bytes; written first, a crash between the writes would lose them.
-    if (best) model::save_checkpoint((out / "best.ckpt").string(), ckpt);
+    if (best) save_checkpoint(out / "best.ckpt", ckpt);
     const auto snapshot = std::find(snapshot_epochs.begin(), snapshot_epochs.end(), epoch + 1);
     if (snapshot != snapshot_epochs.end()) {
       const fs::path file = out / ("snapshot-" + std::to_string(snapshot - snapshot_epochs.begin() + 1) + ".ckpt");
-      model::save_checkpoint(file.string(), ckpt);
+      save_checkpoint(file, ckpt);
       log("  snapshot " + file.string() + " (end of a learning-rate cycle, lr " + std::to_string(lr) + ")");
     }
-    model::save_checkpoint((out / "last.ckpt").string(), ckpt);
+    save_checkpoint(out / "last.ckpt", ckpt);
     pace.validation_took(std::chrono::duration<double>(Clock::now() - validation_start).count());
     if (!best && c.early_stop > 0 && since_best >= c.early_stop) {
       summary.stopped_early = true;
@@ -882,7 +1001,12 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
   summary_json["train_seconds"] = train_seconds;
   summary_json["elapsed_seconds"] = summary.elapsed_seconds;
   summary_json["time_to_accuracy"] = time_to_accuracy;
-  write_text(out / "summary.json", summary_json.dump(2) + "\n");
+  summary_json["world_size"] = world.size();
+  summary_json["communication_seconds"] = parallel.communication_seconds();
+  summary_json["communication_bytes"] = world.bytes_received();  // received by rank 0
+  summary_json["communication_calls"] = world.collectives();
+  summary_json["steps"] = step;
+  if (writer) write_text(out / "summary.json", summary_json.dump(2) + "\n");
   return summary;
 }
 

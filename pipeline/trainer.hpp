@@ -13,7 +13,8 @@
 // RUNDIR/summary.json   best_val_accuracy, best_epoch, epochs_run, final_val_accuracy,
 //                       train_images_per_second, skipped_files, stopped_early, budget_seconds,
 //                       budget_epochs, budget_spent, train_seconds, elapsed_seconds,
-//                       time_to_accuracy [{seconds, epoch, val_accuracy} per validation], ...
+//                       time_to_accuracy [{seconds, epoch, val_accuracy} per validation],
+//                       world_size, communication_seconds, ...
 // RUNDIR/control.json   optional, written by a person while the run trains: re-read at every
 //                       epoch start ({"lr": 3e-4}, {"stop": true}; see apply_control in trainer.cpp)
 //
@@ -32,6 +33,10 @@
 
 #include "augflow/model/optim.hpp"
 #include "augflow/pipeline/image_cache.hpp"
+
+namespace augflow {
+class Communicator;
+}
 
 namespace augflow::pipeline {
 
@@ -71,6 +76,10 @@ struct TrainConfig {
   /// best checkpoint, early stopping and summary.json's accuracies all follow it.
   std::string val_views = "center";
   int batch = 64;
+  /// Chunks each batch is cut into (model::ChunkLayout::uniform): the units of parallel work
+  /// that threads and processes share out. Results depend on it, never on `threads` or the
+  /// number of processes; a data-parallel run has at most this many processes.
+  int chunks = 8;
   std::string optimizer = "adam";
   double lr = 1e-3;
   std::string schedule = "constant";
@@ -145,8 +154,13 @@ struct TrainSummary {
 /// accuracy): the run ends with the same weights as an uninterrupted one.
 /// When `stop` becomes true (a signal handler sets it) the current epoch is abandoned, the
 /// loader joined, and the function returns with interrupted = true.
+///
+/// With `comm` of several processes (mpirun), the run is data-parallel: every process calls
+/// train() with the same config; each loads and computes its share of every batch, and the run
+/// ends with the weights, statistics and metrics of the same run in one process (see
+/// docs/distributed.md). Only rank 0 logs and writes the run folder. Null: one process.
 TrainSummary train(const TrainConfig& config, const std::function<void(const std::string&)>& log,
                    bool resume = false, const std::atomic<bool>* stop = nullptr,
-                   const ProgressSink& progress = {});
+                   const ProgressSink& progress = {}, Communicator* comm = nullptr);
 
 }  // namespace augflow::pipeline

@@ -64,7 +64,7 @@ if [[ "${AUGFLOW_CI_TSAN:-1}" != 0 ]]; then
   # earlier access of a report, and the suppressions, which match frames, then cannot match it.
   TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:history_size=7:suppressions=$root/scripts/tsan.supp" \
     ctest --test-dir build-tsan --output-on-failure -j"$jobs" --timeout 900 \
-      -R '^(Loader|BadFiles|Sampler|Train|EvalEnsemble|EvalViews|Net|CrashSafety|Search|Parallel)\.'
+      -R '^(Loader|LoaderShare|BadFiles|Sampler|Train|EvalEnsemble|EvalViews|Net|CrashSafety|Search|Parallel)\.'
 else
   stage "3/4 ThreadSanitizer: skipped (AUGFLOW_CI_TSAN=0)"
 fi

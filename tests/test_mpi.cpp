@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <sstream>
 #include <thread>
@@ -22,6 +23,7 @@
 #include "common/communicator.hpp"
 #include "common/error.hpp"
 #include "pipeline/trial_dispatch.hpp"
+#include "model/checkpoint.hpp"
 #include "tests/fixtures.hpp"
 #include "tests/process.hpp"
 
@@ -41,6 +43,8 @@ class ScriptedCommunicator final : public Communicator {
     all.insert(all.end(), others_.begin(), others_.end());
     return all;
   }
+  void all_gather_into(const void*, const std::vector<std::size_t>&, void*) override {}
+  void all_to_all(const void*, const std::vector<std::size_t>&, void*, const std::vector<std::size_t>&) override {}
   std::string broadcast(const std::string& value) override { return value; }
   void send(int, const std::string&) override {}
   std::optional<std::pair<int, std::string>> poll() override { return std::nullopt; }
@@ -190,10 +194,10 @@ void allow_open_mpi_here() {
 
 /// `mpiexec -n NP augflow ARGS` (more processes than cores allowed, no binding: each process
 /// runs its own threads), ended by `timeout` if it hangs.
-std::string mpi_command(int np, const std::string& args, int timeout_seconds = 120) {
+std::string mpi_command(int np, const std::string& args, const std::string& mpi_flags = "", int timeout_seconds = 120) {
   return "timeout -k 5 " + std::to_string(timeout_seconds) + " " AUGFLOW_MPIEXEC " --oversubscribe --bind-to none " +
-         std::string(AUGFLOW_MPIEXEC_PREFLAGS) + " " AUGFLOW_MPIEXEC_NUMPROC_FLAG " " + std::to_string(np) + " " +
-         AUGFLOW_BINARY " " + args;
+         std::string(AUGFLOW_MPIEXEC_PREFLAGS) + " " + mpi_flags + " " AUGFLOW_MPIEXEC_NUMPROC_FLAG " " +
+         std::to_string(np) + " " + AUGFLOW_BINARY " " + args;
 }
 
 test::Result run_mpi(int np, const std::string& args) {
@@ -298,11 +302,122 @@ TEST_F(Mpi, DisagreeingProcessesStopBeforeAnyTrialNamingTheRank) {
 }
 
 TEST_F(Mpi, CommandsOfOneProcessRefuseSeveral) {
-  const auto r = run_mpi(2, "train --train " + data_ + " --model fc2 --epochs 1 --out " + (dir_.path() / "t").string());
+  const auto r = run_mpi(2, "preview " + data_ + " --n 2 --out " + (dir_.path() / "t.png").string());
   EXPECT_NE(r.status, 0) << r.output;
   EXPECT_NE(r.status, 124) << "timed out: " << r.output;
-  EXPECT_NE(r.output.find("augflow train runs in one process"), std::string::npos) << r.output;
-  EXPECT_FALSE(fs::exists(dir_.path() / "t"));
+  EXPECT_NE(r.output.find("augflow preview runs in one process"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(dir_.path() / "t.png"));
+}
+
+/// A data-parallel training run: a folder of 2 x 20 images and one undecodable file, batches of
+/// 12 (cut into 6 chunks; the epoch's last batch has 6 positions), a model with batch norm,
+/// dropout, DropConnect and stochastic depth, EMA weights, 3 epochs.
+class MpiTrain : public Mpi {
+ protected:
+  void SetUp() override {
+    Mpi::SetUp();
+    if (IsSkipped()) return;
+    test::write_colour_folder(big_, 20);
+    const std::string junk = "this is not a PNG file";
+    big_.write("data/red/broken.png", std::vector<std::uint8_t>(junk.begin(), junk.end()));
+  }
+  std::string train_args(const std::string& out, int threads, const std::string& extra = "", int batch = 12) const {
+    return "train --train " + (big_.path() / "data").string() +
+           " --val-split 0.25 --model 'conv4k3p1-bn-relu-res4-res8s2-gap-drop0.3-dc0.3-fc8-relu-fc2-sd0.7' "
+           "--aug 'pad_crop(2,32) | hflip | normalize(none)' --batch " + std::to_string(batch) + " --epochs 3 --ema 0.9 --seed 11 --threads " +
+           std::to_string(threads) + " --out " + (dir_.path() / out).string() + " " + extra;
+  }
+  test::TempDir big_;
+};
+
+/// metrics.csv without the columns that measure time.
+std::string metrics_without_times(const fs::path& path) {
+  std::ifstream in(path);
+  std::string header, text;
+  std::getline(in, header);
+  const auto names = fields_of(header);
+  auto keep = [&](const std::string& line) {
+    const auto fields = fields_of(line);
+    for (std::size_t i = 0; i < fields.size() && i < names.size(); ++i)
+      if (names[i] != "seconds" && names[i] != "elapsed_seconds") text += fields[i] + "|";
+    text += "\n";
+  };
+  keep(header);
+  for (std::string line; std::getline(in, line);) keep(line);
+  return text;
+}
+
+/// Every tensor of two checkpoints (weights, batch-norm statistics, optimizer state with the EMA
+/// weights) is bit-identical, and they hold the same epoch and step.
+void expect_same_tensors(const fs::path& a, const fs::path& b) {
+  const auto x = model::load_checkpoint(a.string()), y = model::load_checkpoint(b.string());
+  EXPECT_EQ(x.epoch, y.epoch);
+  EXPECT_EQ(x.step, y.step);
+  auto same = [&](const std::map<std::string, model::Tensor>& p, const std::map<std::string, model::Tensor>& q,
+                  const char* what) {
+    ASSERT_EQ(p.size(), q.size()) << what;
+    for (const auto& [name, tensor] : p) {
+      ASSERT_TRUE(q.count(name)) << what << " " << name;
+      const auto& other = q.at(name);
+      ASSERT_EQ(tensor.size(), other.size()) << name;
+      EXPECT_EQ(std::memcmp(tensor.data(), other.data(), tensor.size() * sizeof(float)), 0)
+          << what << " " << name << " differs between " << a << " and " << b;
+    }
+  };
+  same(x.params, y.params, "parameter");
+  same(x.state, y.state, "state");
+  same(x.optimizer_state, y.optimizer_state, "optimizer state");
+}
+
+TEST_F(MpiTrain, OneToFourProcessesEndBitIdenticalToOneProcess) {
+  const auto one = test::run(train_args("one", 2));
+  ASSERT_EQ(one.status, 0) << one.output;
+  ASSERT_NE(one.output.find("broken.png"), std::string::npos) << "the unusable file is reported: " << one.output;
+  const std::string expected_metrics = metrics_without_times(dir_.path() / "one" / "metrics.csv");
+  for (int np = 1; np <= 4; ++np) {
+    for (int threads : {1, 2}) {
+      if (np > 2 && threads == 2) continue;  // the suite's time: more threads than cores gains nothing here
+      SCOPED_TRACE("np " + std::to_string(np) + ", threads " + std::to_string(threads));
+      const std::string out = "np" + std::to_string(np) + "t" + std::to_string(threads);
+      const auto r = run_mpi(np, train_args(out, threads));
+      ASSERT_EQ(r.status, 0) << r.output;
+      for (const char* file : {"last.ckpt", "best.ckpt", "ema.ckpt"})
+        expect_same_tensors(dir_.path() / "one" / file, dir_.path() / out / file);
+      const auto last = model::load_checkpoint((dir_.path() / out / "last.ckpt").string());
+      EXPECT_GE(last.optimizer_state.size(), 3 * last.params.size()) << "Adam's two moments and the EMA weights";
+      EXPECT_EQ(metrics_without_times(dir_.path() / out / "metrics.csv"), expected_metrics);
+      const auto summary = test::read_json(dir_.path() / out / "summary.json");
+      EXPECT_EQ(summary["world_size"], np);
+      EXPECT_EQ(summary["skipped_files"], 1) << "the unusable file, found by whichever process holds it";
+      EXPECT_GE(summary["communication_seconds"].get<double>(), 0.0);
+      EXPECT_EQ(test::read_json(dir_.path() / out / "config.json")["processes"], np);
+    }
+  }
+}
+
+// --chunks decides the layout (and so the bits); the number of processes does not.
+TEST_F(MpiTrain, ChunksSettingDecidesTheResultNotTheProcessCount) {
+  const auto one = test::run(train_args("one", 2, "--chunks 12"));
+  ASSERT_EQ(one.status, 0) << one.output;
+  const auto three = run_mpi(3, train_args("three", 1, "--chunks 12"));
+  ASSERT_EQ(three.status, 0) << three.output;
+  expect_same_tensors(dir_.path() / "one" / "last.ckpt", dir_.path() / "three" / "last.ckpt");
+  EXPECT_EQ(test::read_json(dir_.path() / "three" / "config.json")["chunks"], 12);
+  const auto eight = test::run(train_args("eight", 2));
+  ASSERT_EQ(eight.status, 0) << eight.output;
+  const auto a = model::load_checkpoint((dir_.path() / "one" / "last.ckpt").string());
+  const auto b = model::load_checkpoint((dir_.path() / "eight" / "last.ckpt").string());
+  bool differs = false;
+  for (const auto& [name, tensor] : a.params)
+    differs = differs || std::memcmp(tensor.data(), b.params.at(name).data(), tensor.size() * sizeof(float)) != 0;
+  EXPECT_TRUE(differs) << "12 chunks add the gradient partials in another order than 8";
+}
+
+TEST_F(MpiTrain, MoreProcessesThanChunksAreRefused) {
+  const auto r = run_mpi(3, train_args("small", 1, "", 2));
+  EXPECT_NE(r.status, 0) << r.output;
+  EXPECT_NE(r.status, 124) << "timed out: " << r.output;
+  EXPECT_NE(r.output.find("start at most 2 processes, not 3"), std::string::npos) << r.output;
 }
 
 /// The pids of the processes whose parent is `parent`.
@@ -336,47 +451,72 @@ std::vector<pid_t> ranks_of(pid_t parent, int rank) {
   return found;
 }
 
+/// How a job ended after one of its processes was killed.
+struct KilledJob {
+  bool killed = false;  ///< the rank was found and killed while the job ran
+  int status = 0;       ///< the job's wait status
+  double seconds = 0;   ///< from the kill to the job's end
+  std::string log;
+};
+
+/// Runs `command` (an mpiexec line) in the background with its output in `log`; once `ready()`
+/// holds, SIGKILLs the process of rank `rank` and waits for the job to end.
+KilledJob kill_rank_when(const std::string& command, const fs::path& log, int rank, const std::function<bool()>& ready) {
+  const std::string shell_command = "exec " + command + " > " + log.string() + " 2>&1";
+  const pid_t shell = ::fork();
+  if (shell == 0) {
+    ::execl("/bin/sh", "sh", "-c", shell_command.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<pid_t> victims;
+  KilledJob job;
+  bool ended = false;
+  while (!ended && std::chrono::steady_clock::now() - start < std::chrono::seconds(60)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (::waitpid(shell, &job.status, WNOHANG) == shell) ended = true;
+    if (ended || !ready()) continue;
+    for (pid_t mpiexec : children_of(shell)) {  // `timeout` runs mpiexec as its child
+      victims = ranks_of(mpiexec, rank);
+      if (!victims.empty()) break;
+    }
+    if (!victims.empty()) break;
+  }
+  if (victims.empty()) {
+    if (!ended) {
+      ::kill(shell, SIGTERM);  // `timeout` passes it on to mpiexec, which ends its processes
+      ::waitpid(shell, &job.status, 0);
+    }
+    job.log = test::read_text(log);
+    return job;
+  }
+  const auto killed_at = std::chrono::steady_clock::now();
+  ::kill(victims[0], SIGKILL);
+  ::waitpid(shell, &job.status, 0);
+  job.killed = true;
+  job.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed_at).count();
+  job.log = test::read_text(log);
+  return job;
+}
+
+/// The job ended with a non-zero status of its own, within 30 s of the kill (not by `timeout`).
+void expect_ended_by_the_kill(const KilledJob& job) {
+  ASSERT_TRUE(job.killed) << "the rank was not found while the job ran: " << job.log;
+  EXPECT_LT(job.seconds, 30.0);
+  ASSERT_TRUE(WIFEXITED(job.status)) << job.log;
+  EXPECT_NE(WEXITSTATUS(job.status), 0) << job.log;
+  EXPECT_NE(WEXITSTATUS(job.status), 124) << "timed out rather than ended: " << job.log;
+}
+
 // A process killed with SIGKILL in the middle ends the job (non-zero, within 30 s); the search
 // then resumes in one process, skipping the finished trials, and ends as an uninterrupted one.
 TEST_F(Mpi, KilledProcessEndsTheJobAndTheSearchResumes) {
   allow_open_mpi_here();
   const std::string kLonger = "--trials 12 --stages 1 --epochs 20";  // about a second per trial
-  const auto log = dir_.path() / "killed.log";
-  const std::string command = "exec " + mpi_command(3, search_args("s", "", kLonger)) + " > " +
-                              log.string() + " 2>&1";
-  const pid_t shell = ::fork();
-  if (shell == 0) {
-    ::execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
   // Once a trial finished: rank 2, a child of mpiexec.
-  const auto start = std::chrono::steady_clock::now();
-  std::vector<pid_t> victims;
-  int status = 0;
-  bool ended = false;
-  while (!ended && std::chrono::steady_clock::now() - start < std::chrono::seconds(60)) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    if (::waitpid(shell, &status, WNOHANG) == shell) ended = true;
-    if (!fs::exists(dir_.path() / "s" / "results.json")) continue;
-    for (pid_t mpiexec : children_of(shell)) {  // `timeout` runs mpiexec as its child
-      victims = ranks_of(mpiexec, 2);
-      if (!victims.empty()) break;
-    }
-    if (!victims.empty()) break;
-  }
-  if (victims.empty() && !ended) {
-    ::kill(shell, SIGTERM);  // `timeout` passes it on to mpiexec, which ends its processes
-    ::waitpid(shell, &status, 0);
-  }
-  ASSERT_EQ(victims.size(), 1u) << "rank 2 not found while the search ran: " << test::read_text(log);
-  const auto killed_at = std::chrono::steady_clock::now();
-  ::kill(victims[0], SIGKILL);
-  ::waitpid(shell, &status, 0);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed_at).count();
-  EXPECT_LT(seconds, 30.0);
-  ASSERT_TRUE(WIFEXITED(status)) << test::read_text(log);
-  EXPECT_NE(WEXITSTATUS(status), 0) << test::read_text(log);
-  EXPECT_NE(WEXITSTATUS(status), 124) << "timed out rather than ended: " << test::read_text(log);
+  const auto job = kill_rank_when(mpi_command(3, search_args("s", "", kLonger)), dir_.path() / "killed.log", 2,
+                                  [&] { return fs::exists(dir_.path() / "s" / "results.json"); });
+  expect_ended_by_the_kill(job);
 
   // Resumed in one process: the finished trials are skipped, the rest run.
   const auto resumed = test::run("search --resume " + (dir_.path() / "s").string());
@@ -387,6 +527,29 @@ TEST_F(Mpi, KilledProcessEndsTheJobAndTheSearchResumes) {
   ASSERT_EQ(whole.status, 0) << whole.output;
   EXPECT_EQ(csv_without_seconds(dir_.path() / "s" / "results.csv"),
             csv_without_seconds(dir_.path() / "whole" / "results.csv"));
+}
+
+// A killed process ends a data-parallel run; last.ckpt stays loadable, and --resume with
+// another number of processes ends bit-identical to the uninterrupted one-process run.
+TEST_F(MpiTrain, KilledProcessEndsTheRunWhichResumesOnOtherProcessCounts) {
+  const auto whole = test::run(train_args("whole", 1));
+  ASSERT_EQ(whole.status, 0) << whole.output;
+  allow_open_mpi_here();
+  // Each checkpoint write pauses (the test hook of model/checkpoint.cpp), so the kill lands
+  // while the run goes on.
+  const std::string command = mpi_command(3, train_args("run", 1), "-x AUGFLOW_TEST_CHECKPOINT_PAUSE_MS=150");
+  const auto last = dir_.path() / "run" / "last.ckpt";
+  const auto job = kill_rank_when(command, dir_.path() / "killed.log", 1, [&] { return fs::exists(last); });
+  expect_ended_by_the_kill(job);
+  ASSERT_NO_THROW(model::load_checkpoint(last.string())) << job.log;
+  EXPECT_LT(model::load_checkpoint(last.string()).epoch, 3) << "killed before the end: " << job.log;
+
+  const auto resumed = run_mpi(2, "train --resume " + (dir_.path() / "run").string());
+  ASSERT_EQ(resumed.status, 0) << resumed.output;
+  for (const char* file : {"last.ckpt", "best.ckpt", "ema.ckpt"})
+    expect_same_tensors(dir_.path() / "whole" / file, dir_.path() / "run" / file);
+  EXPECT_EQ(metrics_without_times(dir_.path() / "run" / "metrics.csv"),
+            metrics_without_times(dir_.path() / "whole" / "metrics.csv"));
 }
 
 #endif  // AUGFLOW_MPIEXEC
