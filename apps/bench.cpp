@@ -185,6 +185,7 @@ void add_bench_command(CLI::App& app) {
   cmd->callback([o] { run_bench_augment(*o); });
   add_bench_loader_command(*bench);
   add_bench_train_command(*bench);
+  add_bench_exchange_command(*bench);
 }
 
 }  // namespace augflow::apps

@@ -28,6 +28,8 @@ void add_export_command(CLI::App& app);
 void add_bench_loader_command(CLI::App& bench);
 /// `bench train` (apps/bench_train.cpp).
 void add_bench_train_command(CLI::App& bench);
+/// `bench exchange` (apps/bench_exchange.cpp): runs under mpirun.
+void add_bench_exchange_command(CLI::App& bench);
 
 /// Keeps OpenCV from starting its own threads: augflow's parallelism comes from TBB over
 /// samples, and OpenCV's nested parallel_for_ would oversubscribe the cores (PITFALLS.md).

@@ -4,7 +4,8 @@
 // kMaxChunks chunks of ceil(N / kMaxChunks) samples, the last one possibly shorter). Chunks run
 // in parallel with TBB (a simple_partitioner, one task per chunk), each chunk writes only its
 // own outputs or its own partial-gradient buffer, and the caller adds the partial sums in chunk
-// order afterwards. So a layer's results are bit-identical whatever the thread count (see
+// order afterwards (gradients: in a fixed tree over the chunks, see sum_chunks). So a layer's
+// results are bit-identical whatever the thread count (see
 // PITFALLS.md, "Reproducibility"): no atomic float adds, no reduction whose shape depends on
 // the scheduler.
 //
@@ -22,6 +23,7 @@
 #include <algorithm>
 #include <array>
 #include <cstddef>
+#include <functional>
 #include <vector>
 
 #if defined(__SSE__)
@@ -73,6 +75,8 @@ struct BatchPartition {
   std::vector<int> samples;  ///< the sample count of every chunk of the batch (all processes)
   /// Moves per-chunk partials between the processes; null when every chunk is held here.
   ChunkExchange* exchange = nullptr;
+  /// With an exchange: process r holds chunks [owners[r], owners[r + 1]) (processes + 1 entries).
+  std::vector<int> owners;
 
   int held() const { return bounds.empty() ? 0 : static_cast<int>(bounds.size()) - 1; }
   int local_samples() const { return bounds.empty() ? 0 : bounds.back(); }
@@ -95,13 +99,13 @@ class ChunkExchange {
   /// `width` values for every chunk of the batch, in chunk order.
   virtual void gather(const float* mine, std::size_t width, float* all) = 0;
   virtual void gather(const double* mine, std::size_t width, double* all) = 0;
-  /// `sums` (width floats) = the sum over every chunk of the batch that has samples
-  /// (chunk_samples[c] > 0) of its `width` partials, added in chunk order starting from 0, the
-  /// same on every process. `mine` holds width floats for each chunk held here. An
-  /// implementation may have each process add a slice of the values and share the slices (the
-  /// bytes of a reduce-scatter and an all-gather, as an all-reduce).
-  virtual void sum_chunks(const float* mine, std::size_t width, const std::vector<int>& chunk_samples,
-                          float* sums) = 0;
+  /// A reduce-scatter and an all-gather: the values are cut into one slice per process; process
+  /// r receives slice r of every process's `nodes_per_rank[q]` partial sums (`mine`: this
+  /// process's, `width` floats each), in process order, and `combine(nodes, slice, out)` adds
+  /// them into its slice of the result; `sums` (width floats) receives every process's slice.
+  virtual void reduce(const float* mine, std::size_t width, const std::vector<std::size_t>& nodes_per_rank,
+                      const std::function<void(const float* nodes, std::size_t slice, float* out)>& combine,
+                      float* sums) = 0;
 };
 
 /// The partition active on this thread (null: the uniform layout of every batch).
@@ -153,9 +157,12 @@ struct ChunkLayout {
 };
 
 /// `sums` = the sum of per-chunk partials over every chunk of the batch that has samples, added
-/// in chunk order from 0: ((0 + p_0) + p_1) + ... `partials` holds `width` floats for each chunk
-/// of `layout` (the chunks held here); the other processes' chunks come through the exchange.
-void sum_chunks(const ChunkLayout& layout, const float* partials, std::size_t width, float* sums);
+/// in one fixed order: a binary tree over the chunk indices, ((p0 + p1) + (p2 + p3)) + ...,
+/// where a subtree without samples is left out. `partials` holds `width` floats for each chunk
+/// of `layout` (the chunks held here; it is overwritten). With an exchange, each process adds the
+/// aligned subtrees its chunks make up and sends only those (one to three sums for consecutive
+/// chunks, not one per chunk), and the subtrees of all processes are added in the same tree.
+void sum_chunks(const ChunkLayout& layout, float* partials, std::size_t width, float* sums);
 
 /// Every chunk's `width` values in chunk order, from the chunks of `layout` (held here) and,
 /// through the exchange, the others'. Without a partition: `mine` itself.

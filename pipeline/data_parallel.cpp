@@ -32,42 +32,30 @@ void CommunicatorExchange::gather(const double* mine, std::size_t width, double*
   gather_bytes(mine, width * sizeof(double), all);
 }
 
-void CommunicatorExchange::sum_chunks(const float* mine, std::size_t width, const std::vector<int>& chunk_samples,
-                                      float* sums) {
+void CommunicatorExchange::reduce(const float* mine, std::size_t width, const std::vector<std::size_t>& nodes_per_rank,
+                                  const std::function<void(const float*, std::size_t, float*)>& combine, float* sums) {
   const int ranks = comm_.size(), me = comm_.rank();
   const auto slice_begin = [&](int r) { return width * static_cast<std::size_t>(r) / static_cast<std::size_t>(ranks); };
-  const auto [first, last] = chunks_of(me, ranks, chunks_);
-  const std::size_t held = static_cast<std::size_t>(last - first);
-  // To each rank, the partials of its slice from every chunk held here (chunk after chunk).
-  std::vector<float>& send = send_;
-  send.resize(held * width);
+  const std::size_t held = nodes_per_rank[me], my_slice = slice_begin(me + 1) - slice_begin(me);
+  // To each process, its slice of every partial sum of this one (sum after sum).
+  send_.resize(held * width);
   std::vector<std::size_t> send_bytes(ranks), recv_bytes(ranks);
-  std::size_t at = 0;
-  const std::size_t my_slice = slice_begin(me + 1) - slice_begin(me);
-  std::size_t received = 0;
+  std::size_t at = 0, received = 0;
   for (int r = 0; r < ranks; ++r) {
     const std::size_t begin = slice_begin(r), length = slice_begin(r + 1) - begin;
-    for (std::size_t c = 0; c < held; ++c, at += length)
-      std::copy(mine + c * width + begin, mine + c * width + begin + length, send.data() + at);
+    for (std::size_t t = 0; t < held; ++t, at += length)
+      std::copy(mine + t * width + begin, mine + t * width + begin + length, send_.data() + at);
     send_bytes[r] = held * length * sizeof(float);
-    const auto [their_first, their_last] = chunks_of(r, ranks, chunks_);
-    recv_bytes[r] = static_cast<std::size_t>(their_last - their_first) * my_slice * sizeof(float);
-    received += static_cast<std::size_t>(their_last - their_first) * my_slice;
+    recv_bytes[r] = nodes_per_rank[r] * my_slice * sizeof(float);
+    received += nodes_per_rank[r] * my_slice;
   }
-  std::vector<float>& recv = recv_;
-  recv.resize(received);
-  comm_.all_to_all(send.data(), send_bytes, recv.data(), recv_bytes);
-  // Ranks hold consecutive chunks in rank order: `recv` is this slice's partials in chunk order.
-  std::vector<float>& slice = slice_;
-  slice.assign(my_slice, 0.0f);
-  for (int c = 0; c < chunks_; ++c) {
-    if (chunk_samples[c] == 0) continue;
-    const float* part = recv.data() + static_cast<std::size_t>(c) * my_slice;
-    for (std::size_t k = 0; k < my_slice; ++k) slice[k] += part[k];
-  }
+  recv_.resize(received);
+  comm_.all_to_all(send_.data(), send_bytes, recv_.data(), recv_bytes);
+  slice_.resize(my_slice);
+  combine(recv_.data(), my_slice, slice_.data());
   std::vector<std::size_t> slice_bytes(ranks);
   for (int r = 0; r < ranks; ++r) slice_bytes[r] = (slice_begin(r + 1) - slice_begin(r)) * sizeof(float);
-  comm_.all_gather_into(slice.data(), slice_bytes, sums);
+  comm_.all_gather_into(slice_.data(), slice_bytes, sums);
 }
 
 DataParallel::DataParallel(Communicator& comm, int chunks) : comm_(comm), chunks_(chunks), exchange_(comm) {}
@@ -112,6 +100,8 @@ model::BatchPartition DataParallel::partition(const Batch* local, std::size_t po
   if (comm_.size() > 1) {
     exchange_.set_chunks(p.chunks);
     p.exchange = &exchange_;
+    for (int r = 0; r <= comm_.size(); ++r)
+      p.owners.push_back(r < comm_.size() ? chunks_of(r, comm_.size(), p.chunks).first : p.chunks);
   }
   return p;
 }

@@ -44,9 +44,11 @@ class CommunicatorExchange final : public model::ChunkExchange {
   void set_chunks(int chunks) { chunks_ = chunks; }
   void gather(const float* mine, std::size_t width, float* all) override;
   void gather(const double* mine, std::size_t width, double* all) override;
-  /// A reduce-scatter in chunk order then an all-gather: process r adds every chunk's partials
-  /// of the r-th slice of the values (received with one all-to-all), and the slices are shared.
-  void sum_chunks(const float* mine, std::size_t width, const std::vector<int>& chunk_samples, float* sums) override;
+  /// Process r's slice of every process's partial sums arrives with one all-to-all, is combined
+  /// there, and the slices are shared with one all-gather.
+  void reduce(const float* mine, std::size_t width, const std::vector<std::size_t>& nodes_per_rank,
+              const std::function<void(const float* nodes, std::size_t slice, float* out)>& combine,
+              float* sums) override;
 
  private:
   void gather_bytes(const void* mine, std::size_t bytes_per_chunk, void* all);
@@ -106,7 +108,7 @@ class DataParallel {
   /// all processes and summed in (batch, chunk) order. Returns (loss sum, correct, samples).
   struct ChunkRecord {
     std::uint64_t batch = 0;
-    int chunk = 0;
+    std::uint64_t chunk = 0;  // 64 bits: the record has no padding bytes (it is sent as bytes)
     double loss = 0;
     double correct = 0;
     double samples = 0;

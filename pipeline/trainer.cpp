@@ -122,7 +122,7 @@ EpochStats evaluate(model::Net& net, Loader& loader, std::uint64_t seed, bool mi
     }
     const int classes = scores->shape().c;
     for (int c = 0; c < partition.held(); ++c) {
-      DataParallel::ChunkRecord record{b->index(), partition.first + c, 0.0, 0.0, 0.0};
+      DataParallel::ChunkRecord record{b->index(), static_cast<std::uint64_t>(partition.first + c), 0.0, 0.0, 0.0};
       for (int i = partition.bounds[c]; i < partition.bounds[c + 1]; ++i) {
         record.loss += losses[i];
         record.correct += model::top1(scores->sample(i), classes) == labels[i] ? 1.0 : 0.0;
