@@ -141,6 +141,52 @@ EpochStats evaluate(model::Net& net, Loader& loader, std::uint64_t seed, bool mi
   return stats;
 }
 
+/// What a training step keeps from one step to the next (no allocation per step).
+struct StepBuffers {
+  model::Tensor x, dlogits;
+  std::vector<double> sample_losses;
+  std::vector<char> sample_correct;
+  std::vector<std::uint64_t> ids;
+};
+
+/// The data part of a training step (pipeline/data_parallel.hpp): this process's share of a
+/// global batch of `batch_samples` usable samples (`local`; null: none of its samples arrived)
+/// forward, the loss over the whole batch, backward, with the layers adding every process's
+/// chunk partials in one fixed order. Returns the batch's loss sum and top-1 count.
+std::pair<double, std::size_t> forward_backward(model::Net& net, DataParallel& parallel,
+                                                const model::BatchPartition& partition, const Batch* local,
+                                                const SampleShape& shape, int batch_samples, const TrainConfig& c,
+                                                std::uint64_t step, StepBuffers& b) {
+  if (local) {
+    to_tensor(*local, b.x);
+    b.ids.assign(local->sample_ids().begin(), local->sample_ids().end());
+  } else {
+    b.x.resize({0, shape.channels, shape.height, shape.width});
+    b.ids.clear();
+  }
+  const std::span<const int> labels = local ? local->labels() : std::span<const int>();
+  const model::PartitionScope scope(partition);
+  const model::ForwardContext ctx{model::Mode::train, c.seed, step, 0, &b.ids};
+  const auto& logits = net.forward(b.x, ctx);
+  model::softmax_cross_entropy(logits, labels, b.dlogits, c.label_smoothing, batch_samples, b.sample_losses);
+  b.sample_correct.assign(labels.size(), 0);
+  for (std::size_t i = 0; i < labels.size(); ++i)
+    b.sample_correct[i] = model::top1(logits.sample(static_cast<int>(i)), logits.shape().c) == labels[i];
+  const auto sums = parallel.batch_sums(partition, b.sample_losses, b.sample_correct);
+  net.backward(b.dlogits);
+  return sums;
+}
+
+/// Polyak/EMA averaging after a step: ema <- d*ema + (1-d)*w for each trained parameter.
+void update_ema(std::vector<model::Tensor>& ema, const std::vector<model::Param*>& trainable, double decay) {
+  const float d = static_cast<float>(decay);
+  for (std::size_t i = 0; i < ema.size(); ++i) {
+    float* shadow = ema[i].data();
+    const float* w = trainable[i]->value.data();
+    for (std::size_t j = 0; j < ema[i].size(); ++j) shadow[j] = d * shadow[j] + (1.0f - d) * w[j];
+  }
+}
+
 void write_text(const fs::path& path, const std::string& text) {
   std::ofstream file(path);
   file << text;
@@ -716,9 +762,7 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
     return ckpt;
   };
 
-  model::Tensor x, dlogits;
-  std::vector<double> sample_losses;
-  std::vector<char> sample_correct;
+  StepBuffers buffers;
   const std::size_t batches_per_epoch =
       std::max<std::size_t>(1, (train_loader.dataset().size() + c.batch - 1) / c.batch);
   double base_lr = c.lr;  // control.json may change it
@@ -794,29 +838,9 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
         continue;
       }
       // The step: this process's share forward, the loss over the whole batch, backward (the
-      // layers add every process's chunk partials in chunk order), the same update everywhere.
-      if (local) {
-        to_tensor(*local, x);
-      } else {
-        x.resize({0, shape.channels, shape.height, shape.width});
-      }
-      const std::span<const int> labels = local ? local->labels() : std::span<const int>();
-      const std::vector<std::uint64_t> ids =
-          local ? std::vector<std::uint64_t>(local->sample_ids().begin(), local->sample_ids().end())
-                : std::vector<std::uint64_t>();
-      double batch_loss = 0;
-      std::size_t batch_correct = 0;
-      {
-        const model::PartitionScope scope(partition);
-        const model::ForwardContext ctx{model::Mode::train, c.seed, step, 0, &ids};
-        const auto& logits = net.forward(x, ctx);
-        model::softmax_cross_entropy(logits, labels, dlogits, c.label_smoothing, agreed.samples, sample_losses);
-        sample_correct.assign(labels.size(), 0);
-        for (std::size_t i = 0; i < labels.size(); ++i)
-          sample_correct[i] = model::top1(logits.sample(static_cast<int>(i)), logits.shape().c) == labels[i];
-        std::tie(batch_loss, batch_correct) = parallel.batch_sums(partition, sample_losses, sample_correct);
-        net.backward(dlogits);
-      }
+      // layers add every process's chunk partials in one fixed order), the same update everywhere.
+      const auto [batch_loss, batch_correct] =
+          forward_backward(net, parallel, partition, local, shape, agreed.samples, c, step, buffers);
       if (local) pending.reset();  // its buffer goes back to the loader
       const double penalty = model::apply_regularizer(regularizer, trainable);
       if (!std::isfinite(batch_loss) || !std::isfinite(penalty))
@@ -826,14 +850,7 @@ TrainSummary train(const TrainConfig& c, const std::function<void(const std::str
                     (epoch > 0 ? (out / "last.ckpt").string() + " holds the last good epoch" : "no epoch finished"));
       lr = agreed.lr;
       optimizer->step(trainable, static_cast<float>(lr));
-      if (!ema.empty()) {
-        const float d = static_cast<float>(c.ema);
-        for (std::size_t i = 0; i < trainable.size(); ++i) {
-          float* shadow = ema[i].data();
-          const float* w = trainable[i]->value.data();
-          for (std::size_t j = 0; j < ema[i].size(); ++j) shadow[j] = d * shadow[j] + (1.0f - d) * w[j];
-        }
-      }
+      update_ema(ema, trainable, c.ema);
       loss_sum += batch_loss;
       correct += batch_correct;
       images += static_cast<std::size_t>(agreed.samples);

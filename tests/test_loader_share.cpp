@@ -33,6 +33,7 @@
 #include "pipeline/loader.hpp"
 #include "pipeline/sampler.hpp"
 #include "tests/fixtures.hpp"
+#include "tests/loader_fixtures.hpp"
 
 namespace augflow::pipeline {
 namespace {
@@ -40,21 +41,8 @@ namespace {
 namespace fs = std::filesystem;
 using test::TempDir;
 using namespace std::chrono_literals;
+using namespace loader_test;
 using Share = std::function<std::pair<std::size_t, std::size_t>(std::size_t)>;
-
-/// Runs `f` on its own thread; if it has not finished after 60 s the loader hangs: the test
-/// fails and the process aborts (the hung thread cannot be cancelled).
-template <class F>
-auto within_time(const std::string& what, F&& f) {
-  auto future = std::async(std::launch::async, std::forward<F>(f));
-  if (future.wait_for(60s) == std::future_status::timeout) {
-    ADD_FAILURE() << what << " did not finish within 60 s: the loader hangs";
-    std::fprintf(stderr, "FATAL: %s did not finish within 60 s (hang); aborting\n", what.c_str());
-    std::fflush(nullptr);
-    std::abort();
-  }
-  return future.get();
-}
 
 // ---------------------------------------------------------------------------------------------
 // Batches copied out of the loader (a Batch holds tokens: keeping them would stall the loader)
@@ -200,25 +188,6 @@ void expect_shares_make_the_whole(const std::vector<EpochRecord>& parts, const s
 // ---------------------------------------------------------------------------------------------
 // Inputs
 
-std::shared_ptr<const augment::Pipeline> spec(const std::string& text) {
-  return std::make_shared<const augment::Pipeline>(augment::parse_pipeline(text));
-}
-
-/// A random training spec with a fixed 32x32 output: flips, scale crop, colour, erasing.
-constexpr const char* kTrainSpec =
-    "hflip | scale_crop(min=36,max=48,size=32) | jitter(0.4,0.4,0.4) | erase(p=0.5) | normalize(imagenet)";
-/// The identity on 32x32 images.
-constexpr const char* kIdentity32 = "scale_crop(min=32,max=32,size=32)";
-
-LoaderOptions options(int batch, int threads = 2, int prefetch = 2, std::uint64_t seed = 7) {
-  LoaderOptions o;
-  o.batch_size = batch;
-  o.threads = threads;
-  o.prefetch_batches = prefetch;
-  o.seed = seed;
-  return o;
-}
-
 /// Share r of n: positions [r*P/n, (r+1)*P/n) of a batch of P (the fixed-chunk rule).
 Share chunk(std::size_t r, std::size_t n) {
   return [r, n](std::size_t positions) { return std::pair{r * positions / n, (r + 1) * positions / n}; };
@@ -236,39 +205,6 @@ LoaderOptions shared(LoaderOptions o, Share share) {
 }
 
 /// `count` noise images data/c<k>/img<i>.jpg (class i % classes) of varied sizes.
-Dataset noise_folder(const TempDir& dir, int count, int classes = 3) {
-  for (int i = 0; i < count; ++i) {
-    char name[64];
-    std::snprintf(name, sizeof name, "data/c%d/img%03d.jpg", i % classes, i);
-    dir.write(name, test::encode(test::noise_image(40 + (i * 37) % 81, 40 + (i * 53 + 11) % 81, 3, 1000 + i)));
-  }
-  const Dataset d = open_image_folder(dir.path() / "data");
-  EXPECT_EQ(d.size(), static_cast<std::size_t>(count));
-  return d;
-}
-
-/// An in-memory grey data set of `count` 28x28 images, labels i*7 % 5.
-Dataset memory_set(std::size_t count) {
-  Dataset d;
-  d.name = "memory";
-  d.channels = 1;
-  d.rows = 28;
-  d.cols = 28;
-  for (int c = 0; c < 5; ++c) d.class_names.push_back(std::to_string(c));
-  auto pixels = std::make_shared<std::vector<std::uint8_t>>(count * 28 * 28);
-  std::uint32_t state = 12345;
-  for (auto& p : *pixels) {
-    state = state * 1664525u + 1013904223u;
-    p = static_cast<std::uint8_t>(state >> 24);
-  }
-  d.pixels = pixels;
-  for (std::size_t i = 0; i < count; ++i) {
-    d.labels.push_back(static_cast<int>(i * 7 % 5));
-    d.memory_index.push_back(static_cast<std::uint32_t>(i));
-  }
-  return d;
-}
-
 /// `valid` 32x32 PNG images and one text file named .jpg, in two classes.
 struct FolderWithABadFile {
   TempDir dir;
