@@ -1,11 +1,12 @@
 // The fixed-chunk batch-parallel helper of the layers.
 //
 // Contract: a batch of N samples is cut into chunks whose layout depends only on N (at most
-// kMaxChunks chunks of ceil(N / kMaxChunks) samples, the last one possibly shorter). Chunks run
-// in parallel with TBB (a simple_partitioner, one task per chunk), each chunk writes only its
-// own outputs or its own partial-gradient buffer, and the caller adds the partial sums in chunk
-// order afterwards (gradients: in a fixed tree over the chunks, see sum_chunks). So a layer's
-// results are bit-identical whatever the thread count (see
+// kMaxChunks chunks of ceil(N / kMaxChunks) samples, the last one possibly shorter), or, in
+// training, on the batch's positions and the run's chunk count (BatchPartition). Chunks run in
+// parallel with TBB (a simple_partitioner, one task per chunk), each chunk writes only its own
+// outputs or its own partial buffer, and the caller adds the partials in a fixed order
+// afterwards (statistics in chunk order; weight gradients in a fixed tree over the chunks, see
+// sum_chunks). So a layer's results are bit-identical whatever the thread count (see
 // PITFALLS.md, "Reproducibility"): no atomic float adds, no reduction whose shape depends on
 // the scheduler.
 //
@@ -15,7 +16,7 @@
 //
 // Data-parallel training keeps the contract across processes: a BatchPartition tells the layers
 // which chunks of the global batch this process holds, and the chunk partials of the others
-// arrive through a ChunkExchange, to be added in the same chunk order.
+// arrive through a ChunkExchange, to be added in the same order.
 //
 // API: internal to augflow::model; not installed.
 #pragma once
