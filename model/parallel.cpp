@@ -45,14 +45,6 @@ ChunkLayout::ChunkLayout(int samples) {
   partition_ = p;
 }
 
-namespace {
-
-/// Chunk c of the batch has samples: under a partition, from its table; else every uniform chunk does.
-bool has_samples(const ChunkLayout& layout, int chunk) {
-  return layout.partition() == nullptr || layout.partition()->samples[chunk] > 0;
-}
-
-}  // namespace
 
 namespace {
 
