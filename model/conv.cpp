@@ -202,14 +202,12 @@ void Conv2d::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor
   const ChunkLayout layout(n);
   const std::size_t work = static_cast<std::size_t>(n) * out_ * hw * ckk;
   const KernelTimer timer(&KernelProfile::conv_backward, (input_gradient_ ? 4.0 : 2.0) * static_cast<double>(work));
-  const std::size_t stride = grad_stride();
-  if (grad_parts_.size() < static_cast<std::size_t>(layout.count) * stride)
-    grad_parts_.resize(static_cast<std::size_t>(layout.count) * stride);
+  grad_parts_.reserve(layout, grad_stride());
   if (n > 0 && prepare_fast_path(n, true)) {
     const std::size_t in_size = static_cast<std::size_t>(c_) * h_ * w_;
     const std::size_t out_size = static_cast<std::size_t>(out_) * hw;
     for_each_chunk(n, work, [&](int chunk, int begin, int end) {
-      float* dw = grad_parts_.data() + chunk * stride;
+      float* dw = grad_parts_.chunk(chunk);
       float* db = dw + weight_.value.size();
       if (!has_bias_) std::fill(db, db + out_, 0.0f);
       dnnl_->backward(chunk, end - begin, x.data() + begin * in_size, dy.data() + begin * out_size, dw,
@@ -220,9 +218,7 @@ void Conv2d::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor
   }
   // Partial sums in chunk order, over the chunks of the whole batch (other processes' too): the
   // same additions whatever ran where.
-  if (grad_sums_.size() < stride) grad_sums_.resize(stride);
-  float* sums = grad_sums_.data();
-  sum_chunks(layout, grad_parts_.data(), stride, sums);
+  const float* sums = grad_parts_.sum(layout);
   float* gw = weight_.grad.data();
   for (std::size_t k = 0; k < weight_.value.size(); ++k) gw[k] += sums[k];
   if (has_bias_)
@@ -237,10 +233,9 @@ void Conv2d::backward_reference(const Tensor& x, const Tensor& dy, Tensor& dx) {
   reserve_chunks(layout.count, true);
   const ConstMatrixMap w(weight_.value.data(), out_, ckk);
   const std::size_t work = static_cast<std::size_t>(n) * out_ * hw * ckk;
-  const std::size_t stride = grad_stride();
   for_each_chunk(n, work, [&](int chunk, int begin, int end) {
-    MatrixMap dw(grad_parts_.data() + chunk * stride, out_, ckk);
-    Eigen::Map<Eigen::VectorXf> db(grad_parts_.data() + chunk * stride + weight_.value.size(), out_);
+    MatrixMap dw(grad_parts_.chunk(chunk), out_, ckk);
+    Eigen::Map<Eigen::VectorXf> db(grad_parts_.chunk(chunk) + weight_.value.size(), out_);
     dw.setZero();
     db.setZero();
     for (int i = begin; i < end; ++i) {

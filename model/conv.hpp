@@ -24,6 +24,7 @@
 
 #include "model/conv_dnnl.hpp"
 #include "model/layer.hpp"
+#include "model/parallel.hpp"
 
 namespace augflow::model {
 
@@ -67,7 +68,7 @@ class Conv2d : public Layer {
   void reserve_chunks(int chunks, bool backward);
   /// Readies the fast path for a batch of `n` (false: it declined, the layer now uses im2col).
   bool prepare_fast_path(int n, bool backward);
-  /// im2col + GEMM backward: fills grad_parts_ per chunk and dx.
+  /// im2col + GEMM backward: fills grad_parts_ per chunk and dx (reserved by the caller).
   void backward_reference(const Tensor& x, const Tensor& dy, Tensor& dx);
 
   int c_, h_, w_;          // input channels, height, width
@@ -79,9 +80,8 @@ class Conv2d : public Layer {
   std::vector<FloatBuffer> col_;     // per chunk: (C*K*K) x (Ho*Wo)
   std::vector<FloatBuffer> dcol_;    // per chunk: (C*K*K) x (Ho*Wo)
   /// Per chunk: the weight gradient (out x C*K*K) then the bias gradient (out; zeros without a
-  /// bias), grad_stride() floats, chunk after chunk.
-  FloatBuffer grad_parts_;
-  FloatBuffer grad_sums_;  // grad_parts_ summed over the batch's chunks
+  /// bias), grad_stride() floats.
+  ChunkPartials grad_parts_;
   std::size_t grad_stride() const { return weight_.value.size() + static_cast<std::size_t>(out_); }
   std::unique_ptr<DnnlConv> dnnl_;   // the fast path (null: im2col + GEMM)
 };

@@ -122,11 +122,10 @@ void Dense::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor&
   // the batch has one fixed order whatever the thread or process count.
   const ChunkLayout layout(n);
   const std::size_t weights = weight_.value.size(), stride = weights + static_cast<std::size_t>(out_);
-  if (grad_parts_.size() < static_cast<std::size_t>(layout.count) * stride)
-    grad_parts_.resize(static_cast<std::size_t>(layout.count) * stride);
+  grad_parts_.reserve(layout, stride);
   for_each_chunk(n, work, [&](int chunk, int begin, int end) {
     const int rows = end - begin;
-    float* part = grad_parts_.data() + chunk * stride;
+    float* part = grad_parts_.chunk(chunk);
     if (dnnl_matmul_available()) {
       // dy^T of the chunk: dy's columns, read with a row stride of 1.
       const MatrixRef dyt{dy.data() + static_cast<std::size_t>(begin) * out_, out_, rows, 1, out_};
@@ -140,9 +139,7 @@ void Dense::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor&
     for (int i = begin; i < end; ++i)
       for (int j = 0; j < out_; ++j) db_part[j] += dym(i, j);
   });
-  if (grad_sums_.size() < stride) grad_sums_.resize(stride);
-  const float* sums = grad_sums_.data();
-  sum_chunks(layout, grad_parts_.data(), stride, grad_sums_.data());
+  const float* sums = grad_parts_.sum(layout);
   float* dw = weight_.grad.data();
   if (masked_) {
     const float* mask = mask_.data();

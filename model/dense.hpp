@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "model/layer.hpp"
+#include "model/parallel.hpp"
 
 namespace augflow::model {
 
@@ -53,8 +54,7 @@ class Dense : public Layer {
   bool masked_ = false;         // the last forward used a DropConnect mask
   FloatBuffer mask_;     // 0 or 1 / (1 - P) per weight
   FloatBuffer masked_w_; // W .* mask (the weights the last forward used)
-  FloatBuffer grad_parts_; // per chunk of the batch: dW (out x in) then db (out)
-  FloatBuffer grad_sums_;  // grad_parts_ summed over the batch's chunks
+  ChunkPartials grad_parts_;  // per chunk of the batch: dW (out x in) then db (out)
 };
 
 /// The "dcP" token: an identity layer. Its effect is applied by the following fc, to which the

@@ -27,6 +27,8 @@
 #include <functional>
 #include <vector>
 
+#include "model/tensor.hpp"  // FloatBuffer
+
 #if defined(__SSE__)
 #include <xmmintrin.h>  // the MXCSR register
 #endif
@@ -164,6 +166,28 @@ struct ChunkLayout {
 /// aligned subtrees its chunks make up and sends only those (one to three sums for consecutive
 /// chunks, not one per chunk), and the subtrees of all processes are added in the same tree.
 void sum_chunks(const ChunkLayout& layout, float* partials, std::size_t width, float* sums);
+
+/// A layer's per-chunk gradient partials (`width` floats per chunk: its weights', then its
+/// biases') and their sum over the batch, in buffers kept from step to step.
+class ChunkPartials {
+ public:
+  /// Room for the chunks of `layout`, `width` floats each.
+  void reserve(const ChunkLayout& layout, std::size_t width) {
+    width_ = width;
+    if (parts_.size() < static_cast<std::size_t>(layout.count) * width) parts_.resize(static_cast<std::size_t>(layout.count) * width);
+    if (sums_.size() < width) sums_.resize(width);
+  }
+  float* chunk(int c) { return parts_.data() + static_cast<std::size_t>(c) * width_; }
+  /// sum_chunks over the batch (the partials are overwritten); valid until the next call.
+  const float* sum(const ChunkLayout& layout) {
+    sum_chunks(layout, parts_.data(), width_, sums_.data());
+    return sums_.data();
+  }
+
+ private:
+  std::size_t width_ = 0;
+  FloatBuffer parts_, sums_;
+};
 
 /// Every chunk's `width` values in chunk order, from the chunks of `layout` (held here) and,
 /// through the exchange, the others'. Without a partition: `mine` itself.
