@@ -87,8 +87,17 @@ void shifted_sums(const float* __restrict p, std::size_t len, float shift, doubl
 }  // namespace
 
 void BatchNorm::forward(const Tensor& x, Tensor& y, const ForwardContext& ctx) {
+  y.resize(output_shape(x.shape()));
+  run_forward(x, &y, ctx);
+}
+
+void BatchNorm::statistics(const Tensor& x, const ForwardContext& ctx) {
+  if (fused_relu_) throw Error("bn: statistics() is for a batch norm without its fused ReLU");
+  run_forward(x, nullptr, ctx);
+}
+
+void BatchNorm::run_forward(const Tensor& x, Tensor* y, const ForwardContext& ctx) {
   const Shape shape = output_shape(x.shape());
-  y.resize(shape);
   train_ = ctx.mode == Mode::train;
   const int n = shape.n;
   const std::size_t hw = static_cast<std::size_t>(h_) * w_;
@@ -142,18 +151,18 @@ void BatchNorm::forward(const Tensor& x, Tensor& y, const ForwardContext& ctx) {
       mean_[c] = running_mean_[c];
       inv_std_[c] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(running_var_[c]) + kEps));
     }
-    const float scale = gamma_.value[c] * inv_std_[c];
-    const float shift = beta_.value[c] - mean_[c] * scale;
+    if (!y) return;  // statistics(): the caller applies scale(c) and shift(c) itself
+    const float channel_scale = scale(c), channel_shift = shift(c);
     for (int i = 0; i < n; ++i) {
       const float* __restrict p = x.data() + i * per + c * hw;
-      float* __restrict q = y.data() + i * per + c * hw;
+      float* __restrict q = y->data() + i * per + c * hw;
       if (relu) {
         for (std::size_t j = 0; j < hw; ++j) {
-          const float z = p[j] * scale + shift;
+          const float z = p[j] * channel_scale + channel_shift;
           q[j] = z > 0.0f ? z : 0.0f;
         }
       } else {
-        for (std::size_t j = 0; j < hw; ++j) q[j] = p[j] * scale + shift;
+        for (std::size_t j = 0; j < hw; ++j) q[j] = p[j] * channel_scale + channel_shift;
       }
     }
   };

@@ -44,12 +44,22 @@ class BatchNorm : public Layer {
   Param& beta() { return beta_; }
   Tensor& running_mean() { return running_mean_; }
   Tensor& running_var() { return running_var_; }
+  /// forward() without writing y: the statistics it would normalise with (and, in training, the
+  /// running statistics' update), for a layer that applies y = x * scale(c) + shift(c) inside a
+  /// pass of its own (a residual block's final add). Not with the fused ReLU. backward() then
+  /// takes any tensor as y: without the fused ReLU it does not read it.
+  void statistics(const Tensor& x, const ForwardContext& ctx);
+  /// The per-channel affine map of the last forward or statistics(), exactly as forward applies it.
+  float scale(int c) const { return gamma_.value[c] * inv_std_[c]; }
+  float shift(int c) const { return beta_.value[c] - mean_[c] * scale(c); }
   /// Applies a ReLU to the output in the same pass (and its mask in backward).
   void set_fused_relu(bool fused) { fused_relu_ = fused; }
   /// Renames the parameters "<prefix>.gamma" and "<prefix>.beta".
   void set_param_prefix(const std::string& prefix);
 
  private:
+  void run_forward(const Tensor& x, Tensor* y, const ForwardContext& ctx);  // y: nullptr for statistics()
+
   int c_, h_, w_;
   Param gamma_;          // 1 x C x 1 x 1
   Param beta_;           // 1 x C x 1 x 1

@@ -1,5 +1,7 @@
 #include "model/residual.hpp"
 
+#include <type_traits>
+
 #include "common/error.hpp"
 #include "model/parallel.hpp"
 
@@ -109,19 +111,15 @@ void Residual::forward(const Tensor& x, Tensor& y, const ForwardContext& ctx) {
     });
   }
   conv2_.forward(r1_, c2_, ctx);
-  const Tensor* branch = &c2_;
-  if (bn2_) {
-    bn2_->forward(c2_, branch_, ctx);
-    branch = &branch_;
-  }
+  // bn2 and the projection's bn only measure here; their normalisation is applied in the final
+  // add, which saves writing and re-reading two activations (Residual.WithBatchNormEqualsItsLayersComposedBitForBit
+  // checks that the result is the layers composed, bit for bit).
+  if (bn2_) bn2_->statistics(c2_, ctx);
   const Tensor* shortcut = &x;
   if (proj_) {
     proj_->forward(x, p1_, ctx);
     shortcut = &p1_;
-    if (proj_bn_) {
-      proj_bn_->forward(p1_, shortcut_, ctx);
-      shortcut = &shortcut_;
-    }
+    if (proj_bn_) proj_bn_->statistics(p1_, ctx);
   }
   gate_.resize(n);
   for (int i = 0; i < n; ++i) {
@@ -133,19 +131,36 @@ void Residual::forward(const Tensor& x, Tensor& y, const ForwardContext& ctx) {
       gate_[i] = static_cast<float>(survival_);
   }
   y.resize(out);
-  const std::size_t per = out.per_sample();
-  for_each_chunk(n, y.size(), [&](int, int begin, int end) {
-    for (int i = begin; i < end; ++i) {
-      const float g = gate_[i];
-      const float* s = shortcut->sample(i);
-      const float* b = branch->sample(i);
-      float* ys = y.sample(i);
-      for (std::size_t j = 0; j < per; ++j) {
-        const float z = s[j] + g * b[j];
-        ys[j] = z > 0.0f ? z : 0.0f;
+  const std::size_t plane = static_cast<std::size_t>(out.h) * out.w;
+  // y = relu(shortcut + g * branch), each side through its batch norm's affine map if it has one.
+  const auto add = [&](auto branch_bn, auto shortcut_bn) {
+    for_each_chunk(n, y.size(), [&](int, int begin, int end) {
+      for (int i = begin; i < end; ++i) {
+        const float g = gate_[i];
+        for (int c = 0; c < out_; ++c) {
+          const float* __restrict s = shortcut->sample(i) + c * plane;
+          const float* __restrict b = c2_.sample(i) + c * plane;
+          float* __restrict ys = y.sample(i) + c * plane;
+          float b_scale = 1.0f, b_shift = 0.0f, s_scale = 1.0f, s_shift = 0.0f;
+          if constexpr (decltype(branch_bn)::value) b_scale = bn2_->scale(c), b_shift = bn2_->shift(c);
+          if constexpr (decltype(shortcut_bn)::value) s_scale = proj_bn_->scale(c), s_shift = proj_bn_->shift(c);
+          for (std::size_t j = 0; j < plane; ++j) {
+            float branch = b[j], short_cut = s[j];
+            if constexpr (decltype(branch_bn)::value) branch = branch * b_scale + b_shift;
+            if constexpr (decltype(shortcut_bn)::value) short_cut = short_cut * s_scale + s_shift;
+            const float z = short_cut + g * branch;
+            ys[j] = z > 0.0f ? z : 0.0f;
+          }
+        }
       }
-    }
-  });
+    });
+  };
+  if (!bn2_)
+    add(std::false_type{}, std::false_type{});
+  else if (!proj_bn_)
+    add(std::true_type{}, std::false_type{});
+  else
+    add(std::true_type{}, std::true_type{});
 }
 
 void Residual::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx) {
@@ -170,7 +185,7 @@ void Residual::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tens
   });
   const Tensor* d_c2 = &d_branch_;
   if (bn2_) {
-    bn2_->backward(c2_, branch_, d_branch_, d_c2_);
+    bn2_->backward(c2_, c2_, d_branch_, d_c2_);  // y unread: bn2 has no fused ReLU
     d_c2 = &d_c2_;
   }
   conv2_.backward(r1_, c2_, *d_c2, d_r1_);
@@ -195,7 +210,7 @@ void Residual::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tens
     proj_->set_input_gradient(input_gradient_);
     const Tensor* d_p1 = &d_short_;
     if (proj_bn_) {
-      proj_bn_->backward(p1_, shortcut_, d_short_, d_p1_);
+      proj_bn_->backward(p1_, p1_, d_short_, d_p1_);  // y unread, as bn2's
       d_p1 = &d_p1_;
     }
     proj_->backward(x, p1_, *d_p1, d_px_);

@@ -81,9 +81,9 @@ class Residual : public Layer {
   std::unique_ptr<Conv2d> proj_;
   std::unique_ptr<BatchNorm> proj_bn_;
   // Activations of the last forward (kept for backward) and backward scratch. r1_ is
-  // relu(bn1(c1_)), written by bn1 with its fused ReLU (relu(c1_) without batch norm). Without
-  // batch norm branch_ and shortcut_ stay empty: the conv outputs c2_, p1_ take their place.
-  Tensor c1_, r1_, c2_, branch_, p1_, shortcut_;
+  // relu(bn1(c1_)), written by bn1 with its fused ReLU (relu(c1_) without batch norm). bn2 and
+  // the projection's bn are applied to c2_ and p1_ inside the final add, never stored.
+  Tensor c1_, r1_, c2_, p1_;
   Tensor d_branch_, d_c2_, d_r1_, d_c1_, d_short_, d_p1_, d_px_;
   std::vector<float> gate_;  // g per sample of the last forward
 };

@@ -959,6 +959,42 @@ TEST(Residual, WithoutBatchNormBitIdenticalWithOneOrTwoThreads) {
   EXPECT_EQ(grads[0], grads[1]);
 }
 
+// The block applies bn2 and the projection's batch norm inside its final add instead of storing
+// their outputs: the result must be its layers run one after another, bit for bit, in training
+// (batch statistics) and in test mode (running statistics), with and without a projection.
+TEST(Residual, WithBatchNormEqualsItsLayersComposedBitForBit) {
+  const Shape in{6, 4, 8, 8};
+  const Tensor x = make_input(in, Input::uniform, 11);
+  for (const LayerSpec& spec : {LayerSpec{"res", {{"out", 4}}}, LayerSpec{"res", {{"out", 8}, {"s", 2}}}}) {
+    LayerPtr layer = build(spec, in);
+    auto& block = dynamic_cast<Residual&>(*layer);
+    ASSERT_NE(block.bn2(), nullptr);
+    for (const Mode mode : {Mode::train, Mode::test}) {
+      const ForwardContext ctx = mode == Mode::train ? train_context() : ForwardContext{};
+      Tensor y;
+      block.forward(x, y, ctx);
+      Tensor c1, r1, c2, branch, p1, shortcut;
+      block.conv1().forward(x, c1, ctx);
+      block.bn1()->forward(c1, r1, ctx);  // with its fused ReLU
+      block.conv2().forward(r1, c2, ctx);
+      block.bn2()->forward(c2, branch, ctx);
+      const Tensor* s = &x;
+      if (block.projection()) {
+        block.projection()->forward(x, p1, ctx);
+        block.projection_bn()->forward(p1, shortcut, ctx);
+        s = &shortcut;
+      }
+      ASSERT_EQ(y.shape(), branch.shape());
+      std::size_t mismatches = 0;
+      for (std::size_t i = 0; i < y.size(); ++i) {
+        const float z = (*s)[i] + branch[i];
+        mismatches += y[i] != (z > 0.0f ? z : 0.0f);
+      }
+      EXPECT_EQ(mismatches, 0u) << block.spec() << (mode == Mode::train ? ", train" : ", test");
+    }
+  }
+}
+
 TEST(Residual, StochasticDepth) {
   // Identity shortcut: y = relu(x + g * branch). The same weights with survival 1 give
   // relu(x + branch), so where that is positive the branch is known and
