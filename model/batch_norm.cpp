@@ -48,7 +48,10 @@ namespace {
 
 /// The sum of term(j) over [0, len): 16 float lanes, then added up in double. The order is
 /// fixed (the same whatever thread runs it) and lets the compiler vectorise the lanes, which a
-/// single running sum would forbid.
+/// single running sum would forbid. The whole-batch and the shared-batch (data-parallel) paths
+/// must give the same bits, and GCC fuses a * b + c into one FMA (its C++ default) as it sees fit
+/// in each inlined copy: restructuring these sums can split the two paths' bits, which the
+/// Parallel.* tests catch and the layer tests do not.
 template <typename Term>
 double lane_sum(std::size_t len, Term&& term) {
   constexpr std::size_t kLanes = 16;
