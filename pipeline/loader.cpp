@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <cstring>
 #include <deque>
 #include <iterator>
@@ -196,7 +197,7 @@ struct Done {
 /// recycles a task's memory from the thread that freed it to the one that allocates the next,
 /// inside libtbb.so. TSan sees every hand-over of a task (tsan/tbb_itt_bridge.cpp) but not that
 /// one, and would take a message written into recycled memory for a race with the message that
-/// was there before. So a message claims its address before it writes its value, and hands it
+/// was there before. So a message claims its memory before it writes its value, and hands it
 /// on once its value is destroyed (the value lives in a union so that the destructor can end it
 /// first). See common/tsan.hpp. Outside TSan builds it is a T with T's own copies and moves.
 template <typename T>
@@ -217,14 +218,27 @@ class Message {
   }
   ~Message() {
     value_.~T();
-    tbb_handoff_release(this);  // to whatever oneTBB builds here next
+    for_each_line([](const void* line) { tbb_handoff_release(line); });  // to whatever oneTBB builds here next
   }
 
   const T& get() const { return value_; }
 
  private:
-  /// Takes this address over from its last occupant (the release in its destructor).
-  void claim() const { tbb_handoff_acquire(this); }
+  /// Takes this memory over from its last occupants (the releases in their destructors). Keyed
+  /// by cache line, not by address: oneTBB may recycle a task's memory into another node's
+  /// buffer, where a message starts at another offset than the one that was there before.
+  void claim() const {
+    for_each_line([](const void* line) { tbb_handoff_acquire(line); });
+  }
+  /// f(address) for each 64-byte line this object covers: the sync keys (never dereferenced;
+  /// without TSan the calls are empty and the loop compiles to nothing).
+  template <typename F>
+  void for_each_line(F&& f) const {
+    constexpr std::uintptr_t kLine = 64;
+    const auto first = reinterpret_cast<std::uintptr_t>(this);
+    for (std::uintptr_t line = first & ~(kLine - 1); line < first + sizeof(*this); line += kLine)
+      f(reinterpret_cast<const void*>(line));
+  }
   union {
     T value_;
   };
