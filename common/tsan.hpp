@@ -10,8 +10,8 @@
 // - arena.execute(f) from a thread that finds no free slot in the arena: oneTBB runs f on one
 //   of the arena's threads while the caller waits inside libtbb.so (execute_in_arena below);
 // - task memory that oneTBB's small-object pool recycles from one thread to another: an object
-//   of augflow's that oneTBB builds there (a flow-graph message, pipeline/loader.cpp) claims the
-//   address before writing and hands it on when it is destroyed.
+//   of augflow's that oneTBB builds there (a flow-graph message, pipeline/loader.cpp) claims its
+//   memory (by cache line) before writing and hands it on when it is destroyed.
 // The side that hands data over calls tbb_handoff_release(sync) after its last write, the side
 // that takes it calls tbb_handoff_acquire(sync) before its first access, with `sync` an
 // address tied to the data handed over, so that the edge orders only that data.
